@@ -1,0 +1,34 @@
+# Set-up, tests and the demo replication. `make test` and `make demo` are all a new user needs.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv test demo clean
+
+venv: $(STAMP)
+
+# promptsource 0.2.3 declares python<3.10 and pins an old streamlit that only its UI needs, so it is
+# installed on its own without dependencies; everything it imports at run time is in pyproject.toml.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0 "setuptools<81"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python promptsource==0.2.3
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest tests
+
+demo: venv
+	@start=$$(date +%s); \
+	$(BIN)/snakemake --profile workflow/profiles/local --configfile workflow/config/demo.yaml; \
+	status=$$?; echo "demo wall time: $$(( $$(date +%s) - start )) s"; exit $$status
+
+clean:
+	rm -rf results/demo logs/demo paper_figures/demo .snakemake

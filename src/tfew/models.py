@@ -1,0 +1,148 @@
+"""Backbones: the tiny random T5 with T0's architecture for demos and tests, and hub snapshots for real runs.
+
+T0 is T5 v1.1 (LM-adapted) fine-tuned on prompts: gated-GELU feed-forward blocks and an output layer that is
+not tied to the input embedding, with no rescaling of decoder outputs before it. The tiny builder keeps all
+three properties so that every code path a real T0 exercises is exercised here too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tfew.errors import TfewError
+
+log = logging.getLogger(__name__)
+
+# T5 convention for special token ids: pad 0 (also the decoder start token), eos 1, unk 2.
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+
+
+@dataclass
+class TinyT5Shape:
+    """Sizes of the tiny T5. Defaults train in seconds on one CPU core."""
+
+    vocab_size: int = 2000  # SentencePiece unigram pieces, trained on the task text
+    d_model: int = 64
+    d_kv: int = 16
+    d_ff: int = 128
+    num_heads: int = 4
+    num_layers: int = 2  # encoder blocks
+    num_decoder_layers: int = 2
+    dropout_rate: float = 0.1  # as in T0's config
+
+
+def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int, max_length: int = 512) -> None:
+    """Train a SentencePiece unigram model on `texts` and save it as a T5 tokenizer folder."""
+    import sentencepiece
+
+    if not texts:
+        raise TfewError("cannot train a tokenizer on an empty text list")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    model_bytes = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model_bytes,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=PAD_ID,
+        eos_id=EOS_ID,
+        unk_id=UNK_ID,
+        bos_id=-1,
+        character_coverage=1.0,
+        hard_vocab_limit=False,  # a small corpus may not support the full size; fewer pieces are fine
+        minloglevel=2,
+    )
+    (out_dir / "spiece.model").write_bytes(model_bytes.getvalue())
+
+    # `T5Tokenizer(vocab_file=...)` maps every word to <unk> under transformers 5, so the folder is loaded
+    # through `from_pretrained`, which converts spiece.model correctly, and re-saved in the standard layout.
+    config = {"tokenizer_class": "T5Tokenizer", "extra_ids": 0, "model_max_length": max_length}
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    tokenizer = load_tokenizer(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def load_tokenizer(path: Path):
+    """Load a tokenizer from a folder and check that it does not map ordinary words to <unk>."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    probe = tokenizer("the answer is yes", add_special_tokens=False).input_ids
+    if probe and all(token == tokenizer.unk_token_id for token in probe if token != 3):
+        raise TfewError(f"tokenizer at {path} maps ordinary words to <unk>; rebuild it with `tfew model tiny`")
+    return tokenizer
+
+
+def build_tiny_t5(shape: TinyT5Shape, vocab_size: int, seed: int):
+    """Build a randomly initialised T5 with T0's architecture (gated-GELU, untied output layer)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    params = asdict(shape)
+    params["vocab_size"] = vocab_size
+    config = T5Config(
+        **params,
+        feed_forward_proj="gated-gelu",
+        decoder_start_token_id=PAD_ID,
+        pad_token_id=PAD_ID,
+        eos_token_id=EOS_ID,
+        tie_word_embeddings=False,
+    )
+    # transformers 5 ignores tie_word_embeddings=False in the constructor (it only turns off the output
+    # rescaling), so the attribute is set again here; without it the output layer shares the embedding.
+    config.tie_word_embeddings = False
+
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(config)
+    check_untied(model)
+    return model
+
+
+def check_untied(model) -> None:
+    """Raise when a model meant to mirror T0 shares its output layer with the input embedding."""
+    if model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr():
+        raise TfewError("the output layer is tied to the input embedding; T0 keeps them separate")
+
+
+def build_tiny_model(texts: list[str], out_dir: Path, shape: TinyT5Shape, seed: int) -> None:
+    """Train the tokenizer on `texts`, build the tiny T5 and save both to `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_tokenizer(texts, out_dir, shape.vocab_size)
+    tokenizer = load_tokenizer(out_dir)
+    model = build_tiny_t5(shape, vocab_size=len(tokenizer), seed=seed)
+    model.save_pretrained(out_dir)
+    info = {"kind": "tiny-t5", "seed": seed, "shape": asdict(shape), "vocab_size": len(tokenizer)}
+    (out_dir / "tfew_model.json").write_text(json.dumps(info, indent=2))
+    log.info("built tiny T5 (%d parameters, vocabulary %d) in %s", model.num_parameters(), len(tokenizer), out_dir)
+
+
+def load_seq2seq(path: Path, dtype: torch.dtype = torch.float32):
+    """Load a T5-family model, keeping the output layer untied when its saved config says so."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise TfewError(f"no model at {path}: config.json is missing; build it with `tfew model tiny` or `tfew model download`")
+    config = AutoConfig.from_pretrained(str(path))
+    saved = json.loads(config_file.read_text())
+    if saved.get("tie_word_embeddings") is False:
+        # Same transformers 5 behaviour as in build_tiny_t5: the saved flag is not applied on load.
+        config.tie_word_embeddings = False
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(path), config=config, dtype=dtype)
+    return model
+
+
+def read_model_identity(path: Path) -> dict:
+    """Return the model name and revision recorded next to a prepared model, for provenance."""
+    info_file = Path(path) / "tfew_model.json"
+    if info_file.is_file():
+        info = json.loads(info_file.read_text())
+        return {"model_name": info.get("name", info.get("kind", str(path))), "model_revision": str(info.get("revision", info.get("seed", "")))}
+    return {"model_name": str(path), "model_revision": ""}

@@ -1,0 +1,35 @@
+"""The tiny T5 has T0's architecture and a tokenizer that does not map words to <unk>."""
+
+import torch
+
+from tfew.models import load_seq2seq, load_tokenizer
+
+
+def test_output_layer_untied(tiny_model_dir):
+    model = load_seq2seq(tiny_model_dir)
+    assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
+    assert not torch.equal(model.lm_head.weight, model.shared.weight)
+    assert model.config.tie_word_embeddings is False
+
+
+def test_gated_gelu_feed_forward(tiny_model_dir):
+    model = load_seq2seq(tiny_model_dir)
+    feed_forward = model.encoder.block[0].layer[1].DenseReluDense
+    assert hasattr(feed_forward, "wi_0") and hasattr(feed_forward, "wi_1")
+    assert model.config.feed_forward_proj == "gated-gelu"
+
+
+def test_tokenizer_knows_task_words(tiny_model_dir):
+    tokenizer = load_tokenizer(tiny_model_dir)
+    ids = tokenizer("Does this imply that the premise is true?", add_special_tokens=False).input_ids
+    unknown = sum(token == tokenizer.unk_token_id for token in ids)
+    assert unknown == 0
+    assert tokenizer("yes").input_ids[-1] == tokenizer.eos_token_id
+
+
+def test_same_seed_same_weights(rte_data, tmp_path):
+    from tfew.models import TinyT5Shape, build_tiny_t5
+
+    first = build_tiny_t5(TinyT5Shape(), vocab_size=500, seed=3)
+    second = build_tiny_t5(TinyT5Shape(), vocab_size=500, seed=3)
+    assert torch.equal(first.lm_head.weight, second.lm_head.weight)
