@@ -176,8 +176,14 @@ def _run_notebook(args) -> None:
     papermill.execute_notebook(str(args.notebook), str(args.out), parameters=parameters, progress_bar=False)
 
 
+# Modules that register further subcommands; each defines `add_commands(commands)`.
+COMMAND_MODULES = ("tfew.cli_ia3", "tfew.cli_data", "tfew.cli_runs", "tfew.cli_analysis", "tfew.cli_workflow")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
+    import importlib
+
     parser = argparse.ArgumentParser(prog="tfew", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_command(commands)
     _add_aggregate_command(commands)
     _add_notebook_command(commands)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(commands)
     return parser
 
 
