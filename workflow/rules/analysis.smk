@@ -3,9 +3,7 @@
 
 rule aggregate:
     input:
-        predictions=expand(
-            rules.evaluate_ia3.output.predictions, task=TASKS, loss=LOSS_VARIANTS, seed=SEEDS
-        ),
+        predictions=prediction_files(),
     output:
         cells=f"{RESULTS}/aggregate/cells.csv",
         per_task=f"{RESULTS}/aggregate/per_task.csv",

@@ -19,3 +19,17 @@ def data_source_args():
     if config["data"]["source"] == "hub":
         return "--hub"
     return f"--mirror {config['data']['mirror']}"
+
+
+# Where the cost table for the analysis lives; the costs rule writes it.
+COSTS_FILE = f"{RESULTS}/costs/table1.csv"
+
+
+def prediction_files():
+    """Every per-example prediction file of this run, across methods; the analysis rules read these."""
+    return expand(
+        f"{RESULTS}/predictions/t-few/{{task}}/{{loss}}/scratch/seed{{seed}}.csv",
+        task=TASKS,
+        loss=LOSS_VARIANTS,
+        seed=SEEDS,
+    )
