@@ -20,41 +20,6 @@ from tfew.errors import TfewError
 log = logging.getLogger("tfew")
 
 
-def _add_data_commands(commands) -> None:
-    data = commands.add_parser("data", help="task rows, templates and few-shot splits")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
-
-    prepare = data_commands.add_parser("prepare", help="render one task's evaluation and few-shot splits")
-    prepare.add_argument("--task", required=True, help="task name from `tfew data list`")
-    prepare.add_argument("--seeds", type=int, nargs="+", required=True, help="few-shot seeds")
-    source = prepare.add_mutually_exclusive_group(required=True)
-    source.add_argument("--mirror", type=Path, help="offline mirror directory")
-    source.add_argument("--hub", action="store_true", help="load from the Hugging Face hub")
-    prepare.add_argument("--max-eval-examples", type=int, help="keep only the first N evaluation rows")
-    prepare.add_argument("--out", type=Path, required=True, help="output folder for the task")
-    prepare.set_defaults(handler=_run_data_prepare)
-
-    listing = data_commands.add_parser("list", help="print the task registry")
-    listing.set_defaults(handler=_run_data_list)
-
-
-def _run_data_prepare(args) -> None:
-    from tfew.prepare import prepare_task
-
-    prepare_task(args.task, args.seeds, args.out, None if args.hub else args.mirror, args.max_eval_examples)
-
-
-def _run_data_list(args) -> None:
-    from tfew.tasks import TASKS
-
-    print(f"{'task':<12} {'hub id':<20} {'config':<14} {'train split':<12} {'eval split':<12} shots")
-    for task in TASKS.values():
-        print(
-            f"{task.name:<12} {task.hub_id:<20} {str(task.hub_config):<14} {task.train_split:<12} "
-            f"{task.eval_split:<12} {task.num_shots}"
-        )
-
-
 def _add_model_commands(commands) -> None:
     model = commands.add_parser("model", help="prepare backbones")
     model_commands = model.add_subparsers(dest="model_command", required=True)
@@ -187,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfew", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_data_commands(commands)
     _add_model_commands(commands)
     _add_train_command(commands)
     _add_evaluate_command(commands)
