@@ -2,7 +2,15 @@
 
 Liu et al. 2022, Section 3.1: per task, the median and interquartile range of accuracy over every
 (few-shot seed, template) cell; across tasks, the arithmetic mean of the per-task medians (the paper calls it
-a median, but its published averages are means of the medians).
+a median, but its published averages are means of the medians). The IQR follows `scipy.stats.iqr` with its
+defaults (25th to 75th percentile, linear interpolation), as the official result script did.
+
+A condition is one (method, model, task, loss variant, initialisation). Zero-shot rows carry no few-shot seed
+and use seed -1. In-context learning rows may carry an `order` column: order 0 is the seeded demonstration
+order that every statistic uses, and orders 1..K are permuted re-runs that only the order-sensitivity tables
+read.
+
+    tfew aggregate --predictions results/demo/predictions/*/*/*/*/*.csv --out results/demo/aggregate
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -18,62 +27,242 @@ from tfew.errors import TfewError
 log = logging.getLogger(__name__)
 
 # Columns that identify one experimental condition; a result file must carry all of them.
-CONDITION_COLUMNS = ["method", "task", "loss_variant", "init"]
+CONDITION_COLUMNS = ["method", "model_name", "task", "loss_variant", "init"]
 CELL_COLUMNS = CONDITION_COLUMNS + ["seed", "template"]
+EXAMPLE_COLUMNS = CELL_COLUMNS + ["order", "example_index"]
+REQUIRED_COLUMNS = CELL_COLUMNS + ["example_index", "correct"]
+
+# Provenance columns summarised per condition so a report can state which run produced its numbers.
+PROVENANCE_COLUMNS = ["model_revision", "config_hash", "git_commit", "tfew_version", "promptsource_version"]
+
+# The seed of rows without a few-shot split (zero-shot evaluation).
+NO_SEED = -1
+
+# The demonstration order that every statistic uses; other orders are permuted re-runs.
+BASE_ORDER = 0
+
+TABLE_NAMES = ("cells", "per_task", "overall", "per_template", "per_seed", "order_cells", "order_sensitivity",
+               "provenance")
 
 
 def read_predictions(paths: list[Path]) -> pd.DataFrame:
-    """Concatenate prediction files, checking that each carries the identifying columns."""
+    """Concatenate prediction files with the columns the analysis needs, validating each file.
+
+    Raises TfewError for a missing column, a `correct` value other than 0 or 1, or a repeated
+    (condition, seed, template, order, example) row, which would count an example twice.
+    """
+    if not paths:
+        raise TfewError("no prediction files to aggregate: pass at least one CSV to --predictions")
+
+    wanted = set(REQUIRED_COLUMNS + PROVENANCE_COLUMNS + ["order", "template_index"])
     frames = []
     for path in paths:
-        frame = pd.read_csv(path)
-        missing = [column for column in CELL_COLUMNS + ["correct"] if column not in frame.columns]
+        frame = pd.read_csv(path, usecols=lambda column: column in wanted)
+        missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
         if missing:
-            raise TfewError(f"{path}: missing result columns {missing}")
+            raise TfewError(f"{path}: missing result columns {missing}; regenerate it with `tfew evaluate` or `tfew icl`")
+        _check_correct_column(frame, path)
         frames.append(frame)
-    if not frames:
-        raise TfewError("no prediction files to aggregate")
-    return pd.concat(frames, ignore_index=True)
+
+    predictions = pd.concat(frames, ignore_index=True)
+    predictions["seed"] = predictions["seed"].fillna(NO_SEED).astype(int)
+    if "order" not in predictions.columns:
+        predictions["order"] = BASE_ORDER
+    predictions["order"] = predictions["order"].fillna(BASE_ORDER).astype(int)
+    predictions["correct"] = predictions["correct"].astype(int)
+    for column in ("loss_variant", "init"):
+        predictions[column] = predictions[column].fillna("none").astype(str)
+    _check_duplicates(predictions)
+    return predictions
+
+
+def _check_correct_column(frame: pd.DataFrame, path: Path) -> None:
+    values = frame["correct"].map(lambda value: str(value).strip().lower())
+    invalid = ~values.isin({"0", "1", "true", "false", "0.0", "1.0"})
+    if invalid.any():
+        row = int(invalid.to_numpy().nonzero()[0][0])
+        raise TfewError(
+            f"{path}: row {row + 2} has correct={frame['correct'].iloc[row]!r}; expected 0 or 1"
+        )
+    frame["correct"] = values.isin({"1", "true", "1.0"}).astype(int)
+
+
+def _check_duplicates(predictions: pd.DataFrame) -> None:
+    repeated = predictions.duplicated(EXAMPLE_COLUMNS, keep=False)
+    if repeated.any():
+        first = predictions.loc[repeated, EXAMPLE_COLUMNS].iloc[0].to_dict()
+        raise TfewError(
+            f"{int(repeated.sum())} prediction rows repeat the same (condition, seed, template, order, example), "
+            f"first {first}; pass each prediction file once"
+        )
+
+
+def base_order(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows of the seeded demonstration order (all rows of methods without orders)."""
+    return predictions[predictions["order"] == BASE_ORDER]
 
 
 def cell_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Return accuracy per (condition, seed, template) cell, with the number of examples scored."""
-    grouped = predictions.groupby(CELL_COLUMNS, dropna=False)["correct"]
-    cells = grouped.agg(accuracy="mean", examples="size").reset_index()
-    return cells
+    """Return accuracy per (condition, seed, template) cell of the base order, with its example count."""
+    grouped = base_order(predictions).groupby(CELL_COLUMNS, dropna=False)["correct"]
+    return grouped.agg(accuracy="mean", examples="size").reset_index()
+
+
+def _iqr(values: pd.Series) -> float:
+    return float(stats.iqr(values.to_numpy()))
+
+
+def _quantile(q: float):
+    def quantile(values: pd.Series) -> float:
+        return float(np.percentile(values.to_numpy(), q))
+
+    quantile.__name__ = f"q{q:g}"
+    return quantile
 
 
 def task_summary(cells: pd.DataFrame) -> pd.DataFrame:
-    """Return the median and interquartile range of cell accuracy per condition (the paper's statistic)."""
-    grouped = cells.groupby(CONDITION_COLUMNS, dropna=False)["accuracy"]
+    """Return the median and IQR of cell accuracy per condition (the paper's per-task statistic)."""
+    grouped = cells.groupby(CONDITION_COLUMNS, dropna=False)
     summary = grouped.agg(
-        median="median",
-        iqr=lambda values: float(stats.iqr(values)),
-        cells="size",
-    ).reset_index()
-    return summary
+        median=("accuracy", "median"),
+        iqr=("accuracy", _iqr),
+        q25=("accuracy", _quantile(25)),
+        q75=("accuracy", _quantile(75)),
+        mean=("accuracy", "mean"),
+        min=("accuracy", "min"),
+        max=("accuracy", "max"),
+        cells=("accuracy", "size"),
+        seeds=("seed", "nunique"),
+        templates=("template", "nunique"),
+    )
+    return summary.reset_index()
 
 
 def overall_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """Return the mean of per-task medians for each method, loss variant and initialisation."""
+    """Return the mean of per-task medians for each (method, model, loss variant, initialisation).
+
+    The `tasks` column counts the tasks averaged and `task_list` names them: averages over different task
+    sets are not comparable with each other or with the paper's 11-task numbers.
+    """
     keys = [column for column in CONDITION_COLUMNS if column != "task"]
-    return (
-        summary.groupby(keys, dropna=False)
-        .agg(mean_of_medians=("median", "mean"), tasks=("task", "nunique"))
-        .reset_index()
+    overall = summary.groupby(keys, dropna=False).agg(
+        mean_of_medians=("median", "mean"),
+        tasks=("task", "nunique"),
+        task_list=("task", lambda tasks: ";".join(sorted(tasks))),
     )
+    return overall.reset_index()
 
 
-def aggregate(paths: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Write `cells.csv`, `per_task.csv` and `overall.csv` to `out_dir` and return the three tables."""
-    predictions = read_predictions(paths)
+def per_template(cells: pd.DataFrame) -> pd.DataFrame:
+    """Return each template's accuracy per condition: median, minimum and maximum over few-shot seeds."""
+    grouped = cells.groupby(CONDITION_COLUMNS + ["template"], dropna=False)["accuracy"]
+    table = grouped.agg(median="median", min="min", max="max", seeds="size")
+    return table.reset_index()
+
+
+def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
+    """Return each few-shot seed's accuracy per condition: median and IQR over templates."""
+    grouped = cells.groupby(CONDITION_COLUMNS + ["seed"], dropna=False)["accuracy"]
+    table = grouped.agg(median="median", iqr=_iqr, min="min", max="max", templates="size")
+    return table.reset_index()
+
+
+def order_cells(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Return accuracy per (condition, seed, template, order) for conditions run with several orders."""
+    orders_per_condition = predictions.groupby(CONDITION_COLUMNS, dropna=False)["order"].transform("nunique")
+    permuted = predictions[orders_per_condition > 1]
+    grouped = permuted.groupby(CELL_COLUMNS + ["order"], dropna=False)["correct"]
+    return grouped.agg(accuracy="mean", examples="size").reset_index()
+
+
+def order_sensitivity(orders: pd.DataFrame) -> pd.DataFrame:
+    """Summarise how much accuracy moves when only the demonstration order changes.
+
+    Per (seed, template) cell, the range (max minus min) and the standard deviation of accuracy over orders;
+    per condition, the median and maximum range and the mean standard deviation over cells.
+    """
+    columns = CONDITION_COLUMNS + ["orders", "cells", "median_range", "max_range", "mean_std"]
+    if orders.empty:
+        return pd.DataFrame(columns=columns)
+
+    per_cell = orders.groupby(CELL_COLUMNS, dropna=False)["accuracy"].agg(
+        range=lambda values: float(values.max() - values.min()),
+        std=lambda values: float(values.std(ddof=0)),
+        orders="size",
+    )
+    per_cell = per_cell.reset_index()
+    summary = per_cell.groupby(CONDITION_COLUMNS, dropna=False).agg(
+        orders=("orders", "max"),
+        cells=("range", "size"),
+        median_range=("range", "median"),
+        max_range=("range", "max"),
+        mean_std=("std", "mean"),
+    )
+    return summary.reset_index()[columns]
+
+
+def provenance_summary(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Return each distinct provenance record per (method, model) with its row count."""
+    keys = ["method", "model_name"] + [column for column in PROVENANCE_COLUMNS if column in predictions.columns]
+    table = predictions.groupby(keys, dropna=False).size().rename("rows").reset_index()
+    repeated = table.duplicated(["method", "model_name"], keep=False)
+    if repeated.any():
+        log.warning(
+            "predictions of one (method, model) come from several runs (different config hash or commit):\n%s",
+            table[repeated].to_string(index=False),
+        )
+    return table
+
+
+def summarise(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Compute every aggregate table from validated predictions (see `TABLE_NAMES`)."""
     tables = {"cells": cell_accuracy(predictions)}
     tables["per_task"] = task_summary(tables["cells"])
     tables["overall"] = overall_summary(tables["per_task"])
+    tables["per_template"] = per_template(tables["cells"])
+    tables["per_seed"] = per_seed(tables["cells"])
+    tables["order_cells"] = order_cells(predictions)
+    tables["order_sensitivity"] = order_sensitivity(tables["order_cells"])
+    tables["provenance"] = provenance_summary(predictions)
+    return tables
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> None:
+    """Write each table as `<name>.csv` atomically, so a killed job leaves no partial table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         partial = out_dir / f"{name}.csv.partial"
         table.to_csv(partial, index=False)
         partial.replace(out_dir / f"{name}.csv")
-    log.info("aggregated %d prediction rows from %d files into %s", len(predictions), len(paths), out_dir)
+
+
+def read_csv_tables(directory: Path, names: tuple[str, ...], command: str) -> dict[str, pd.DataFrame]:
+    """Read `<name>.csv` for each name; a missing file raises TfewError naming it and the `command` that writes it.
+
+    Only empty fields become NaN, so labels such as "none" stay strings.
+    """
+    tables = {}
+    for name in names:
+        path = Path(directory) / f"{name}.csv"
+        if not path.is_file():
+            raise TfewError(f"table not found: {path}; run `{command}` first")
+        tables[name] = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return tables
+
+
+def read_tables(aggregate_dir: Path) -> dict[str, pd.DataFrame]:
+    """Read the tables that `aggregate` wrote (see `TABLE_NAMES`)."""
+    return read_csv_tables(aggregate_dir, TABLE_NAMES, "tfew aggregate")
+
+
+def aggregate(paths: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
+    """Write every aggregate table (see `TABLE_NAMES`) to `out_dir` as CSV and return them."""
+    predictions = read_predictions(paths)
+    tables = summarise(predictions)
+    write_tables(tables, Path(out_dir))
+    conditions = tables["per_task"][CONDITION_COLUMNS].drop_duplicates()
+    log.info(
+        "aggregated %d prediction rows from %d files: %d conditions, %d cells, into %s",
+        len(predictions), len(paths), len(conditions), len(tables["cells"]), out_dir,
+    )
     return tables
