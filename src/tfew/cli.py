@@ -33,82 +33,24 @@ def _add_model_commands(commands) -> None:
     tiny.set_defaults(handler=_run_model_tiny)
 
 
-def _run_model_tiny(args) -> None:
+def tokenizer_texts(paths: list[Path]) -> list[str]:
+    """Collect the inputs and answer choices of rendered JSONL files: the text a local tokenizer learns from."""
     from tfew.data import read_jsonl
-    from tfew.models import TinyT5Shape, build_tiny_model
 
     texts = []
-    for path in args.texts:
+    for path in paths:
         for row in read_jsonl(path, required_fields=("input", "choices")):
             texts.append(row["input"])
             texts.extend(row["choices"])
+    return texts
+
+
+def _run_model_tiny(args) -> None:
+    from tfew.models import TinyT5Shape, build_tiny_model
+
+    texts = tokenizer_texts(args.texts)
     shape = TinyT5Shape(vocab_size=args.vocab_size, d_model=args.d_model, num_layers=args.layers, num_decoder_layers=args.layers)
     build_tiny_model(texts, args.out, shape, args.seed)
-
-
-def _add_train_command(commands) -> None:
-    from tfew.train import TrainConfig
-
-    defaults = TrainConfig()
-    train = commands.add_parser("train", help="train (IA)^3 vectors with the T-Few recipe")
-    train.add_argument("--model", type=Path, required=True, help="backbone folder")
-    train.add_argument("--train", type=Path, required=True, help="rendered few-shot JSONL")
-    train.add_argument("--task", required=True)
-    train.add_argument("--seed", type=int, required=True, help="training seed (the few-shot seed in the paper)")
-    train.add_argument("--loss", default=defaults.loss, help="lm, lm+ul, lm+ln or lm+ul+ln")
-    train.add_argument("--steps", type=int, default=defaults.steps)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--grad-accumulation", type=int, default=defaults.grad_accumulation)
-    train.add_argument("--lr", type=float, default=defaults.lr)
-    train.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between log lines")
-    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    train.add_argument("--init-vectors", type=Path, help="start from these (IA)^3 vectors (tfew format)")
-    train.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 keeps its default)")
-    train.add_argument("--out", type=Path, required=True)
-    train.set_defaults(handler=_run_train)
-
-
-def _run_train(args) -> None:
-    import torch
-
-    from tfew.train import TrainConfig, train
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation, lr=args.lr,
-        loss=args.loss, seed=args.seed, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
-    )
-    train(args.model, args.train, args.out, args.task, config, init_vectors=args.init_vectors)
-
-
-def _add_evaluate_command(commands) -> None:
-    evaluate = commands.add_parser("evaluate", help="rank classification on every template")
-    evaluate.add_argument("--model", type=Path, required=True)
-    evaluate.add_argument("--data", type=Path, required=True, help="rendered evaluation JSONL")
-    evaluate.add_argument("--vectors", type=Path, help="(IA)^3 vectors; omit for zero-shot")
-    evaluate.add_argument("--method", required=True, help="method label written to every row, e.g. t-few")
-    evaluate.add_argument("--task", required=True)
-    evaluate.add_argument("--seed", type=int, default=-1, help="few-shot seed of the vectors (-1 for none)")
-    evaluate.add_argument("--loss-variant", default="none")
-    evaluate.add_argument("--init", default="none", help="how the vectors were initialised: scratch or pretrained")
-    evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--max-examples", type=int, help="score only examples with index below N")
-    evaluate.add_argument("--threads", type=int, default=0)
-    evaluate.add_argument("--out", type=Path, required=True, help="predictions CSV")
-    evaluate.set_defaults(handler=_run_evaluate)
-
-
-def _run_evaluate(args) -> None:
-    import torch
-
-    from tfew.evaluate import evaluate
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    columns = {"method": args.method, "task": args.task, "seed": args.seed,
-               "loss_variant": args.loss_variant, "init": args.init}
-    evaluate(args.model, args.data, args.out, columns, args.vectors, args.batch_size, args.max_examples)
 
 
 def _add_aggregate_command(commands) -> None:
@@ -153,8 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_model_commands(commands)
-    _add_train_command(commands)
-    _add_evaluate_command(commands)
     _add_aggregate_command(commands)
     _add_notebook_command(commands)
     for module_name in COMMAND_MODULES:
