@@ -50,3 +50,17 @@ def tiny_model_dir(rte_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_model")
     build_tiny_model(texts, out, TinyT5Shape(vocab_size=1000), seed=0)
     return out
+
+
+@pytest.fixture()
+def local_downloads_only(monkeypatch):
+    """Fail any download of an official T-Few file that is not a local file:// URL, so no test reaches the network."""
+    import tfew.official
+
+    real_download = tfew.official.download
+
+    def download(url, timeout=60):
+        assert url.startswith("file:"), f"test tried to download {url}"
+        return real_download(url, timeout)
+
+    monkeypatch.setattr(tfew.official, "download", download)

@@ -167,13 +167,24 @@ def load_split_from_hub(task: TaskSpec, split: str, revision: str | None = None)
     except Exception as error:  # datasets raises many unrelated types for "cannot serve this"
         raise DataNotFoundError(
             f"{task.name}: could not load {task.hub_id} (config {task.hub_config!r}, split {split!r}, "
-            f"revision {revision!r}) from the hub: {type(error).__name__}: {error}. Connect to the "
-            f"network (and unset HF_DATASETS_OFFLINE), or point `data.mirror` at an offline mirror written "
-            f"by `tfew data export`."
+            f"revision {revision!r}) from the hub: {type(error).__name__}: {error}. {_hub_fix(error)}"
         ) from None
     rows = [dict(row) for row in dataset]
     log.info("%s: loaded %d rows of %s %s at revision %s", task.name, len(rows), task.hub_path, split, revision)
     return Rows(rows, f"hub {task.hub_path} split {split} (revision {revision})")
+
+
+def _hub_fix(error: Exception) -> str:
+    if "scripts are no longer supported" in str(error):
+        # datasets 4 and later refuse any revision that still contains the repository's loading script.
+        return (
+            "This revision still contains a loading script: pass a later commit with `--hub-revision SHA` "
+            "(`tfew data prepare`) or `--revision TASK=SHA` (`tfew data export`)."
+        )
+    return (
+        "Connect to the network (and unset HF_DATASETS_OFFLINE), or point `data.mirror` at an offline mirror "
+        "written by `tfew data export`."
+    )
 
 
 def tfew_reader_rows(task: TaskSpec, rows: Rows) -> Rows:

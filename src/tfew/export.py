@@ -22,7 +22,6 @@ from tqdm import tqdm
 from tfew.data import Rows, load_split_from_hub, mirror_split_path, sha256_of, write_jsonl
 from tfew.errors import TfewError
 from tfew.official import (
-    OFFICIAL_BASE_URL,
     fetch_official_checkpoint,
     fetch_official_few_shot,
     official_few_shot_seeds,
@@ -56,7 +55,7 @@ def export_splits(task: TaskSpec) -> list[str]:
 
 def export_mirror(task_names: list[str], out: Path, parts: tuple[str, ...] = DEFAULT_PARTS,
                   revisions: dict[str, str] | None = None, story_cloze_dir: Path | None = None,
-                  base_url: str = OFFICIAL_BASE_URL) -> dict:
+                  base_url: str | None = None) -> dict:
     """Write the rows, official few-shot splits and (optionally) checkpoints of the tasks into a mirror.
 
     Returns the export record, which is also merged into `<out>/tfew_export.json`.
@@ -113,7 +112,7 @@ def import_story_cloze(validation_csv: Path, test_csv: Path, out: Path) -> dict:
 
 
 def import_story_cloze_dir(csv_dir: Path, out: Path) -> dict:
-    """Import StoryCloze from a folder that holds both CSV files under the names the ROCStories authors use."""
+    """Import StoryCloze from a folder that contains both CSV files under the names the ROCStories authors use."""
     return import_story_cloze(split_csv_path("validation", csv_dir), split_csv_path("test", csv_dir), out)
 
 

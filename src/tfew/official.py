@@ -102,12 +102,13 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
 
 
 def fetch_official_few_shot(task: TaskSpec, seed: int, dest_root: Path, num_shots: int | None = None,
-                            base_url: str = OFFICIAL_BASE_URL) -> Path:
+                            base_url: str | None = None) -> Path:
     """Download one official few-shot split into `<dest_root>/few_shot/...`, checked against its sha256.
 
     A file already there with the right sha256 is kept. `base_url` is the repository root at the pinned
-    commit; tests point it at a local `file://` copy.
+    commit (default OFFICIAL_BASE_URL); a `file://` URL reads a local checkout instead.
     """
+    base_url = base_url or OFFICIAL_BASE_URL
     name = few_shot_name(task, seed, num_shots)
     info = official_few_shot_info(task, seed, num_shots)
     if info is None:
@@ -126,8 +127,9 @@ def fetch_official_few_shot(task: TaskSpec, seed: int, dest_root: Path, num_shot
     return path
 
 
-def fetch_official_checkpoint(file_name: str, dest_root: Path, base_url: str = OFFICIAL_BASE_URL) -> Path:
+def fetch_official_checkpoint(file_name: str, dest_root: Path, base_url: str | None = None) -> Path:
     """Download a pre-trained (IA)^3 checkpoint into `<dest_root>/checkpoints/`, checked against its sha256."""
+    base_url = base_url or OFFICIAL_BASE_URL
     known = official_files()["checkpoints"]
     if file_name not in known:
         raise DataNotFoundError(

@@ -10,8 +10,8 @@ Outputs in the task's folder:
     render_counts.csv        the same counts as a tidy table: one row per (split, template)
 
 A template that does not apply to some rows (four COPA templates ask only about causes or only about
-effects) leaves those rows out of its examples; render_counts.csv says how many, so that per-template
-accuracies can be read against the number of rows each template saw.
+effects) leaves those rows out of its examples. render_counts.csv records how many, so that per-template
+accuracies can be read against the number of rows each template scored.
 """
 
 from __future__ import annotations

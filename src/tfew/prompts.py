@@ -2,7 +2,7 @@
 
 Every rendered example records the promptsource version and a hash of its template's Jinja source, because
 template wording changed between promptsource releases and moves accuracy by points. A row that a template
-does not apply to (some COPA templates only ask about effects) is skipped and counted per template; every
+does not apply to (some COPA templates only ask about effects) is skipped and counted per template. Every
 other problem with a row raises a RowValidationError that names the file, the line and the field.
 """
 

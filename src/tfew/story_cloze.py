@@ -34,12 +34,12 @@ CSV_COLUMNS = {
     "AnswerRightEnding": "answer_right_ending",
 }
 
-# Where `load_split_from_hub` looks for the two CSV files when no folder is given.
+# Default folder of the two CSV files, relative to the working directory (resources/ is where downloads go).
 DEFAULT_CSV_DIR = Path("resources") / "story_cloze"
 
 
 def csv_dir() -> Path:
-    """Return the folder that holds the ROCStories CSV files: $TFEW_STORY_CLOZE_DIR, else resources/story_cloze."""
+    """Return the folder of the ROCStories CSV files: $TFEW_STORY_CLOZE_DIR, else resources/story_cloze."""
     return Path(os.environ.get("TFEW_STORY_CLOZE_DIR", DEFAULT_CSV_DIR))
 
 

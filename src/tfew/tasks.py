@@ -24,8 +24,8 @@ DEFAULT_SEEDS = (0, 1, 32, 42, 1024)
 # The r-three/t-few commit whose `data/few_shot/` files the official splits come from.
 TFEW_REPO_COMMIT = "114deced63ae722a368e06cb08ea956b20c393a6"
 
-# Hub revisions. The SuperGLUE, HellaSwag and ANLI pins are commits that other public projects load these
-# repositories at with `datasets` 4 or later; they were not re-checked against the live hub.
+# Hub revisions. The SuperGLUE, HellaSwag and ANLI pins are commits at which other public projects load these
+# repositories with `datasets` 4 or later. They were not re-checked against the live hub.
 SUPER_GLUE_REVISION = "5234c61e804e85e5994b14b002fa9ec34487bcfb"
 HELLASWAG_REVISION = "218ec52e09a7e7462a5400043bb9a69a41d06b76"
 ANLI_REVISION = "8e4813d81f46d313dac7892e1c28076917cfcdf9"
@@ -105,7 +105,7 @@ class TaskSpec:
     # Keep only the first N original-task templates in promptsource's name order (None keeps all).
     max_templates: int | None = None
     # T-Few's reader adds `label` (as label_fn computes it) and `idx` (the row's position in its split)
-    # to rows of these tasks; its official few-shot files carry both.
+    # to rows of these tasks. Its official few-shot files carry both fields.
     adds_label: bool = False
     adds_index: bool = False
     # StoryCloze has no data on the hub: its rows come from the ROCStories CSV files, read locally.
