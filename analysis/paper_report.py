@@ -15,9 +15,9 @@
 # # T-Few replication: the paper's tables and figures beside the published numbers
 #
 # This notebook presents one workflow run next to Liu et al. (2022), "Few-Shot Parameter-Efficient
-# Fine-Tuning is Better and Cheaper than In-Context Learning". Every number is computed by `tfew.aggregate`
-# and `tfew.report` (tested code); the notebook writes the tables (CSV, Markdown, LaTeX) and figures
-# (PDF, PNG) into the run's `paper_figures/` folder and explains how to read them.
+# Fine-Tuning is Better and Cheaper than In-Context Learning". Every number is computed by the tested
+# modules `tfew.aggregate` and `tfew.report`. The notebook writes the tables (CSV, Markdown, LaTeX) and
+# figures (PDF, PNG) into the run's `paper_figures/` folder and explains how to read them.
 #
 # The statistics are the paper's: per task, the median accuracy over every (few-shot seed, template) cell
 # with the interquartile range (IQR) as its spread; across tasks, the mean of the per-task medians. The
@@ -78,8 +78,8 @@ display(Markdown("\n".join(f"- {note}" for note in notes) if notes else "Nothing
 # ## Table 1: accuracy and cost per method
 #
 # `accuracy_pct` is the run's mean of per-task medians over its own tasks. `published_accuracy_pct` is the
-# paper's 11-task average; `published_same_tasks_pct` averages the paper's Table 9 medians over the run's
-# tasks only, which is the number to compare with when the run covers fewer tasks. (The paper's zero-shot T0
+# paper's 11-task average. `published_same_tasks_pct` averages the paper's Table 9 medians over the run's
+# tasks only, so it is the number to compare with when the run covers fewer tasks. (The paper's zero-shot T0
 # average of 66.9 does not match the mean of its own Table 9 row, 62.5; `analysis/reference/README.md`
 # lists this and the other known inconsistencies.) The cost columns come from `tfew costs`.
 

@@ -18,8 +18,8 @@
 # that `tfew significance` (module `tfew.stats`) ran on one workflow run and writes the tables into the
 # run's `paper_figures/` folder.
 #
-# **Comparisons.** T-Few (the full recipe when the run has it) against zero-shot T0 and each ICL variant;
-# each loss variant against L_LM alone; pre-trained against scratch initialisation of the (IA)^3 vectors.
+# **Comparisons.** T-Few (the full recipe when the run has it) against zero-shot T0 and each ICL variant.
+# Each loss variant against L_LM alone. Pre-trained against scratch initialisation of the (IA)^3 vectors.
 # Differences are treatment minus baseline, in percentage points.
 #
 # **Tests per task.**
@@ -79,7 +79,7 @@ show_table("significance_skipped")
 # %% [markdown]
 # ## Per task
 #
-# `wilcoxon_method` says how the Wilcoxon p-value was obtained: exact, exact by enumerating every sign flip
+# `wilcoxon_method` names how the Wilcoxon p-value was obtained: exact, exact by enumerating every sign flip
 # (with ties or zero differences and at most 13 cells), or the normal approximation. With few cells the
 # smallest reachable p-value is large (two cells cannot go below 0.5), so a non-significant result on a
 # small run says little.

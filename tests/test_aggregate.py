@@ -136,6 +136,19 @@ def test_invalid_correct_names_row(tmp_path):
         read_predictions([path])
 
 
+def test_integer_correct_outside_zero_one(tmp_path):
+    frame = pd.DataFrame(cell_rows("t-few", "rte", 0, "A", [1, 0, 1], "lm", "scratch"))
+    frame.loc[0, "correct"] = 2
+    path = tmp_path / "two.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(TfewError, match=r"two\.csv: row 2 has correct=.*2"):
+        read_predictions([path])
+
+    frame["correct"] = [True, False, True]
+    frame.to_csv(path, index=False)
+    assert read_predictions([path])["correct"].tolist() == [1, 0, 1]
+
+
 def test_repeated_file_rejected(tmp_path):
     path = write_predictions(tmp_path, cell_rows("t-few", "rte", 0, "A", [1, 0], "lm", "scratch"), "once")
     with pytest.raises(TfewError, match="pass each prediction file once"):

@@ -1,8 +1,8 @@
 """Aggregate per-example predictions into the paper's statistics.
 
 Liu et al. 2022, Section 3.1: per task, the median and interquartile range of accuracy over every
-(few-shot seed, template) cell; across tasks, the arithmetic mean of the per-task medians (the paper calls it
-a median, but its published averages are means of the medians). The IQR follows `scipy.stats.iqr` with its
+(few-shot seed, template) cell. Across tasks, the arithmetic mean of the per-task medians: the paper calls it
+a median, but its published averages are means of the medians. The IQR follows `scipy.stats.iqr` with its
 defaults (25th to 75th percentile, linear interpolation), as the official result script did.
 
 A condition is one (method, model, task, loss variant, initialisation). Zero-shot rows carry no few-shot seed
@@ -54,10 +54,10 @@ def read_predictions(paths: list[Path]) -> pd.DataFrame:
     if not paths:
         raise TfewError("no prediction files to aggregate: pass at least one CSV to --predictions")
 
-    wanted = set(REQUIRED_COLUMNS + PROVENANCE_COLUMNS + ["order", "template_index"])
+    needed = set(REQUIRED_COLUMNS + PROVENANCE_COLUMNS + ["order", "template_index"])
     frames = []
     for path in paths:
-        frame = pd.read_csv(path, usecols=lambda column: column in wanted)
+        frame = pd.read_csv(path, usecols=lambda column: column in needed)
         missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
         if missing:
             raise TfewError(f"{path}: missing result columns {missing}; regenerate it with `tfew evaluate` or `tfew icl`")
@@ -77,14 +77,20 @@ def read_predictions(paths: list[Path]) -> pd.DataFrame:
 
 
 def _check_correct_column(frame: pd.DataFrame, path: Path) -> None:
-    values = frame["correct"].map(lambda value: str(value).strip().lower())
-    invalid = ~values.isin({"0", "1", "true", "false", "0.0", "1.0"})
-    if invalid.any():
-        row = int(invalid.to_numpy().nonzero()[0][0])
-        raise TfewError(
-            f"{path}: row {row + 2} has correct={frame['correct'].iloc[row]!r}; expected 0 or 1"
-        )
-    frame["correct"] = values.isin({"1", "true", "1.0"}).astype(int)
+    """Normalise `correct` to the integers 0 and 1; any other value raises TfewError naming the file and row."""
+    column = frame["correct"]
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_integer_dtype(column):
+        valid = column.isin([0, 1])
+        normalised = column.astype(int)
+    else:
+        text = column.map(lambda value: str(value).strip().lower())
+        valid = text.isin({"0", "1", "true", "false", "0.0", "1.0"})
+        normalised = text.isin({"1", "true", "1.0"}).astype(int)
+
+    if not valid.all():
+        row = int((~valid).to_numpy().nonzero()[0][0])
+        raise TfewError(f"{path}: row {row + 2} has correct={column.iloc[row]!r}; expected 0 or 1")
+    frame["correct"] = normalised
 
 
 def _check_duplicates(predictions: pd.DataFrame) -> None:
@@ -178,8 +184,8 @@ def order_cells(predictions: pd.DataFrame) -> pd.DataFrame:
 def order_sensitivity(orders: pd.DataFrame) -> pd.DataFrame:
     """Summarise how much accuracy moves when only the demonstration order changes.
 
-    Per (seed, template) cell, the range (max minus min) and the standard deviation of accuracy over orders;
-    per condition, the median and maximum range and the mean standard deviation over cells.
+    Per (seed, template) cell, the range (max minus min) and the standard deviation of accuracy over orders.
+    Per condition, the median and maximum of those ranges and the mean standard deviation over cells.
     """
     columns = CONDITION_COLUMNS + ["orders", "cells", "median_range", "max_range", "mean_std"]
     if orders.empty:

@@ -5,7 +5,9 @@
     tfew train --model results/demo/model --train .../few_shot_seed0.jsonl --task rte --seed 0 --out DIR
     tfew evaluate --model results/demo/model --data .../eval.jsonl --vectors DIR/vectors.safetensors --out FILE
     tfew aggregate --predictions FILE... --out results/demo/aggregate
-    tfew notebook --notebook analysis/demo_report.ipynb --out FILE.ipynb -p results_dir results/demo
+    tfew significance --predictions FILE... --out results/demo/significance
+    tfew report --aggregate results/demo/aggregate --significance results/demo/significance --out paper_figures/demo
+    tfew notebook --notebook analysis/paper_report.ipynb --out FILE.ipynb -p results_dir results/demo
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ Every table is written three ways into `paper_figures/<run>/`: CSV (numbers for 
 reading) and LaTeX (for a paper). Accuracies are in percent, as in Liu et al. 2022. Published numbers come
 from `analysis/reference/`, whose README names the source table of every row.
 
-A replicated condition sits beside the published row that measures the same thing: T-Few, zero-shot T0 and
-ensemble ICL beside Tables 1 and 9 (T5+LM is the paper's ensemble-ICL model); the loss variants beside the
-(IA)^3 rows of Tables 4 to 7; initialisation beside Table 8; both beside the T-Few ablation of Table 10.
-Concatenation ICL has no published counterpart: the paper's concatenation numbers are GPT-3's.
+A replicated condition sits beside the published row that measures the same thing. T-Few, zero-shot T0 and
+ensemble ICL go beside Tables 1 and 9, because T5+LM is the paper's ensemble-ICL model. The loss variants go
+beside the (IA)^3 rows of Tables 4 to 7, initialisation beside Table 8, and both beside the T-Few ablation of
+Table 10. Concatenation ICL has no published counterpart, because the paper's concatenation numbers are
+GPT-3's.
 
     tfew report --aggregate results/demo/aggregate --significance results/demo/significance \
         --out paper_figures/demo [--costs results/demo/costs/table1.csv]
@@ -134,9 +135,9 @@ def _paper_method_of(condition: Condition, tfew_references: set[Condition]) -> s
 def table1(per_task: pd.DataFrame, reference: dict[str, pd.DataFrame], costs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Build Table 1: accuracy, inference FLOPs, training FLOPs and disk per method, beside the paper's.
 
-    `accuracy_pct` is the mean of per-task medians over the run's tasks; `published_same_tasks_pct` is the
-    mean of the paper's Table 9 medians over those same tasks, the fair comparison when a run covers fewer
-    than 11 tasks. Cost columns come from the `tfew costs` table and stay empty without one.
+    `accuracy_pct` is the mean of per-task medians over the run's tasks. `published_same_tasks_pct` is the
+    mean of the paper's Table 9 medians over those same tasks, which is the fair comparison when a run
+    covers fewer than 11 tasks. Cost columns come from the `tfew costs` table and stay empty without one.
     """
     overall = overall_summary(per_task)
     references = _tfew_reference_conditions(overall)
@@ -204,8 +205,8 @@ def per_task_table(per_task: pd.DataFrame, reference: dict[str, pd.DataFrame]) -
 def ablation_table(per_task: pd.DataFrame, published: pd.DataFrame, keep=None) -> pd.DataFrame:
     """Build an ablation table: T-Few conditions per task and on average, beside published rows.
 
-    `published` holds rows keyed by (loss_variant, init, task) from one source table; `keep(condition)`
-    selects the replicated T-Few conditions to show. A published (loss variant, init) that the run lacks
+    `published` contains rows keyed by (loss_variant, init, task) from one source table, and
+    `keep(condition)` selects the replicated T-Few conditions to include. A published (loss variant, init) that the run lacks
     appears with empty replicated columns. The average row of each condition is the mean of its medians over
     the tasks it covers, and the published average beside it is taken over those same tasks.
     """
@@ -343,8 +344,8 @@ def write_table(frame: pd.DataFrame, out_dir: Path, name: str, caption: str, emp
     frame.round(4).to_csv(paths[0], index=False)
 
     # tabulate leaves only None blank, so NaN becomes None first.
-    shown = frame.astype(object).where(frame.notna(), None)
-    markdown = f"**{caption}**\n\n" + shown.to_markdown(index=False, floatfmt=".3g", missingval="")
+    displayed = frame.astype(object).where(frame.notna(), None)
+    markdown = f"**{caption}**\n\n" + displayed.to_markdown(index=False, floatfmt=".3g", missingval="")
     if frame.empty and empty_note:
         markdown += f"\n\n_No rows: {empty_note}_"
     paths[1].write_text(markdown + "\n")
@@ -443,7 +444,7 @@ def run_summary(provenance: pd.DataFrame, run_name: str, model_kind: str, model_
     """Return Markdown that states which run, model and config produced the numbers.
 
     The model and config come from the workflow's parameters and, per method, from the provenance columns
-    of the prediction rows; for a tiny random model the text says that accuracies are at chance.
+    of the prediction rows. For a tiny random model the text states that accuracies are at chance.
     """
     lines = [f"- run: `{run_name}`", f"- model: {model_description} (kind: `{model_kind}`)"]
     if config_hash:

@@ -13,9 +13,9 @@ and each task:
 Matching. Two conditions match on (seed, template): a cell of one is paired with the cell of the other that
 has the same few-shot seed and the same template. Zero-shot rows have no seed (seed -1): a zero-shot cell is
 paired with the other condition's cell of the same template for each of its seeds, so the zero-shot accuracy
-of a template appears once per seed. Those pairs share their zero-shot half, so the cell-level tests treat
-more pairs as independent than there are; the bootstrap, which resamples examples, is not affected. Within a
-matched cell, examples pair by `example_index`.
+of a template appears once per seed. Those pairs share their zero-shot half, so the cell-level tests count
+more independent pairs than there are. The bootstrap resamples examples and is not affected. Within a matched
+cell, examples pair by `example_index`.
 
 Differences are always treatment minus baseline, as fractions of 1.
 """
@@ -214,10 +214,10 @@ def match_examples(treatment_rows: pd.DataFrame, baseline_rows: pd.DataFrame) ->
 def wilcoxon_signed_rank(differences: np.ndarray, settings: SignificanceSettings = SignificanceSettings()) -> dict:
     """Run the two-sided Wilcoxon signed-rank test on paired differences.
 
-    Zero differences are dropped (Wilcoxon's original method). The p-value is exact when the differences
-    have no ties or zeros and there are at most 50 of them; with ties or zeros and at most 13 differences,
-    every sign assignment is enumerated (also exact); otherwise the normal approximation with tie and
-    continuity corrections is used. The statistic is min(W+, W-).
+    Zero differences are dropped (Wilcoxon's original method). Without ties or zeros and with at most 50
+    differences, the p-value comes from the exact null distribution. With ties or zeros and at most 13
+    differences, every sign assignment is enumerated, which is exact too. Otherwise the normal approximation
+    with tie and continuity corrections is used. The statistic is min(W+, W-).
     """
     # Accuracy differences are ratios of small integers; rounding removes floating-point residue such as
     # 0.15 - 0.1 != 0.1 - 0.05, which would otherwise hide ties and zeros.
