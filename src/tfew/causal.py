@@ -128,35 +128,54 @@ def encode_prompt(tokenizer, prompt: str, choices: list[str], answer_separator: 
     return prompt_ids, choice_ids
 
 
-def choice_logprobs(model, prompt_ids: list[int], choice_ids: list[list[int]]) -> list[torch.Tensor]:
-    """Return the log-probability of every token of every choice after one prompt.
+def _pad_right(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long, device=device)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long, device=device)
+        mask[row, : len(sequence)] = 1
+    return ids, mask
 
-    The prompt runs once; its key/value cache is repeated once per choice, and all choices then run as one
-    right-padded batch.
+
+def choice_logprobs(model, prompts: list[list[int]], choices: list[list[list[int]]]) -> list[list[torch.Tensor]]:
+    """Return the log-probability of every token of every answer choice, per prompt: [prompt][choice][token].
+
+    The prompts run once, right-padded in one batch. Their key/value cache is then selected once per choice,
+    and all choices run as a second batch whose position ids continue each prompt's own length, so padding
+    changes no score.
     """
     device = next(model.parameters()).device
-    prompt = torch.tensor([prompt_ids], device=device)
-    with torch.no_grad():
-        prompt_output = model(input_ids=prompt, use_cache=True)
-        first_logprobs = torch.log_softmax(prompt_output.logits[0, -1].float(), dim=-1)
-        cache = prompt_output.cache
-        cache.batch_repeat_interleave(len(choice_ids))
+    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    prompt_ids, prompt_mask = _pad_right(prompts, pad_id, device)
+    prompt_lengths = prompt_mask.sum(dim=1)
+    owners = torch.tensor([index for index, options in enumerate(choices) for _ in options], device=device)
+    flat_choices = [ids for options in choices for ids in options]
+    choice_ids, choice_mask = _pad_right(flat_choices, pad_id, device)
 
-        width = max(len(ids) for ids in choice_ids)
-        pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-        padded = torch.full((len(choice_ids), width), pad, device=device)
-        mask = torch.zeros((len(choice_ids), width), dtype=torch.long, device=device)
-        for row, ids in enumerate(choice_ids):
-            padded[row, : len(ids)] = torch.tensor(ids, device=device)
-            mask[row, : len(ids)] = 1
-        attention_mask = torch.cat([torch.ones((len(choice_ids), len(prompt_ids)), dtype=torch.long, device=device), mask], dim=1)
-        output = model(input_ids=padded, cache=cache, attention_mask=attention_mask, use_cache=False)
+    with torch.no_grad():
+        prompt_output = model(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True)
+        # The last real position of each prompt predicts the first token of each of its choices.
+        last = prompt_output.logits[torch.arange(len(prompts), device=device), prompt_lengths - 1]
+        first_logprobs = torch.log_softmax(last.float(), dim=-1).index_select(0, owners)
+        cache = prompt_output.cache
+        cache.batch_select_indices(owners)
+
+        positions = prompt_lengths.index_select(0, owners).unsqueeze(1) + torch.arange(choice_ids.shape[1], device=device)
+        attention_mask = torch.cat([prompt_mask.index_select(0, owners), choice_mask], dim=1)
+        output = model(input_ids=choice_ids, attention_mask=attention_mask, position_ids=positions, cache=cache,
+                       use_cache=False)
         logprobs = torch.log_softmax(output.logits.float(), dim=-1)
 
-    results = []
-    for row, ids in enumerate(choice_ids):
-        # The prompt's last position predicts a choice's first token; each choice position predicts the next.
-        first = first_logprobs[ids[0]].reshape(1)
-        rest = logprobs[row, : len(ids) - 1].gather(-1, torch.tensor(ids[1:], device=device).unsqueeze(-1)).squeeze(-1)
-        results.append(torch.cat([first, rest]).cpu())
-    return results
+    per_row = []
+    for row, ids in enumerate(flat_choices):
+        first = first_logprobs[row, ids[0]].reshape(1)
+        targets = torch.tensor(ids[1:], dtype=torch.long, device=device).unsqueeze(-1)
+        rest = logprobs[row, : len(ids) - 1].gather(-1, targets).squeeze(-1)
+        per_row.append(torch.cat([first, rest]).cpu())
+
+    grouped, start = [], 0
+    for options in choices:
+        grouped.append(per_row[start : start + len(options)])
+        start += len(options)
+    return grouped

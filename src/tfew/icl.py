@@ -153,30 +153,43 @@ class CausalBackbone(Backbone):
         return self.max_context - longest
 
     def score(self, prompts, config, desc):
-        device = next(self.model.parameters()).device
-        results = []
-        for prompt, example in tqdm(prompts, desc=desc, disable=None):
+        encoded = []
+        for prompt, example in prompts:
             prompt_ids, choice_ids = encode_prompt(self.tokenizer, prompt, example["choices"], config.answer_separator)
             budget = self.max_context - max(len(ids) for ids in choice_ids)
             truncated = len(prompt_ids) > budget
             if truncated:
                 prompt_ids = prompt_ids[len(prompt_ids) - budget :]  # keep the end, where the example is
-            with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                token_logprobs = choice_logprobs(self.model, prompt_ids, choice_ids)
-            scores = [
-                float(values.sum() / len(values)) if config.length_normalize else float(values.sum())
-                for values in token_logprobs
-            ]
-            lengths = [len(ids) for ids in choice_ids]
-            results.append({
-                "scores": scores,
-                "prediction": int(np.argmax(scores)),  # a tie goes to the lowest choice index
-                "choice_lengths": lengths,
-                "input_tokens": len(prompt_ids),
-                "truncated": int(truncated),
-                "tokens": len(prompt_ids) + sum(lengths),
-            })
+            encoded.append((prompt_ids, choice_ids, truncated))
+
+        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index][0]))
+        results: list[dict | None] = [None] * len(encoded)
+        device_type = next(self.model.parameters()).device.type
+        for start in tqdm(range(0, len(order), config.batch_size), desc=desc, disable=None):
+            indices = order[start : start + config.batch_size]
+            with torch.autocast(device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                batch_logprobs = choice_logprobs(self.model, [encoded[index][0] for index in indices],
+                                                 [encoded[index][1] for index in indices])
+            for index, token_logprobs in zip(indices, batch_logprobs):
+                results[index] = self._result(encoded[index], token_logprobs, config.length_normalize)
         return results
+
+    @staticmethod
+    def _result(encoded, token_logprobs: list[torch.Tensor], length_normalize: bool) -> dict:
+        prompt_ids, choice_ids, truncated = encoded
+        scores = [
+            float(values.sum() / len(values)) if length_normalize else float(values.sum())
+            for values in token_logprobs
+        ]
+        lengths = [len(ids) for ids in choice_ids]
+        return {
+            "scores": scores,
+            "prediction": int(np.argmax(scores)),  # a tie goes to the lowest choice index
+            "choice_lengths": lengths,
+            "input_tokens": len(prompt_ids),
+            "truncated": int(truncated),
+            "tokens": len(prompt_ids) + sum(lengths),
+        }
 
 
 def load_backbone(model_dir: Path, max_context: int | None, device: str) -> Backbone:

@@ -6,7 +6,8 @@ clipping at norm 1.0, inputs truncated to 256 tokens and a random original-task 
 
 Batches, template choices and dropout masks are pure functions of (seed, step), and a checkpoint holds the
 vectors, the optimizer and scheduler states and the loss history, so a run resumed from its checkpoint ends
-with the same vectors as an uninterrupted one (on CPU; GPU kernels may differ in the last bits).
+with the same vectors as an uninterrupted one. That holds bit for bit on CPU with the same number of torch
+threads (the thread count changes the order of floating-point sums); GPU kernels may differ in the last bits.
 
     tfew train --model results/demo/model --train results/demo/data/rte/few_shot_seed0.jsonl \
         --task rte --seed 0 --loss lm+ul+ln --steps 1000 --batch-size 8 --out results/demo/train/rte/0
