@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from result_tables import cell_rows, random_run, write_predictions
-from tfew.aggregate import read_predictions, read_tables, summarise, write_tables
+from tfew.aggregate import read_predictions, summarise, write_tables
 from tfew.cli import main
 from tfew.figures import write_report_figures
 from tfew.report import (
@@ -24,6 +24,7 @@ from tfew.report import (
     run_summary,
     table1,
     tfew_ablation_table,
+    write_report_tables,
     write_table,
 )
 
@@ -203,11 +204,16 @@ def test_report_cli_writes_everything(tmp_path):
     assert set(order["condition"]) == {"icl-concat [tiny-t5]", "icl-ensemble [tiny-t5]"}
 
 
-def test_figures_without_tfew_or_orders(tmp_path, reference):
+def test_report_without_tfew_or_orders(tmp_path, reference):
     rows = cell_rows("t0-zero-shot", "rte", -1, "A", [1, 0, 1]) + cell_rows("t0-zero-shot", "rte", -1, "B", [0, 0, 1])
     aggregates = summarise(read_predictions([write_predictions(tmp_path, rows, "zero_shot")]))
     write_tables(aggregates, tmp_path / "aggregate")
-    tables = {"table1": table1(read_tables(tmp_path / "aggregate")["per_task"], reference)}
+    tables = write_report_tables(tmp_path / "aggregate", tmp_path / "figures")
+    for name in ("loss_ablation", "pretraining", "tfew_ablation"):
+        assert (tables[name]["condition"] == "(not run)").all(), name
+        assert tables[name]["published_median_pct"].notna().all(), name
+    assert tables["icl_order_sensitivity"].empty
+
     figures = write_report_figures(tables, aggregates, reference, tmp_path / "figures")
     assert set(figures) == set(REPORT_FIGURES)
     for name in REPORT_FIGURES:

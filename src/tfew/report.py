@@ -206,13 +206,14 @@ def ablation_table(per_task: pd.DataFrame, published: pd.DataFrame, keep=None) -
     """Build an ablation table: T-Few conditions per task and on average, beside published rows.
 
     `published` contains rows keyed by (loss_variant, init, task) from one source table, and
-    `keep(condition)` selects the replicated T-Few conditions to include. A published (loss variant, init) that the run lacks
-    appears with empty replicated columns. The average row of each condition is the mean of its medians over
-    the tasks it covers, and the published average beside it is taken over those same tasks.
+    `keep(condition)` selects the replicated T-Few conditions to include. A published (loss variant, init)
+    that the run lacks appears with empty replicated columns. The average row of each condition is the mean
+    of its medians over the tasks it covers, and the published average beside it covers the same tasks.
     """
     tfew = with_labels(per_task[per_task["method"] == "t-few"])
     if keep is not None:
-        tfew = tfew[[keep(condition_of(row)) for _, row in tfew.iterrows()]]
+        kept = [keep(condition_of(row)) for _, row in tfew.iterrows()]
+        tfew = tfew[pd.Series(kept, index=tfew.index, dtype=bool)]
     tfew = _percent(tfew, {"median": "median_pct", "iqr": "iqr_pct"})
     keys = ["loss_variant", "init", "task"]
     reference = published[published["task"].isin(run_tasks(per_task))].rename(columns={
