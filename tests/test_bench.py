@@ -48,7 +48,7 @@ def test_mixed_batch_bench_output_at_reduced_size(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
 
     assert status == 0
-    assert len(lines) == 5
+    assert len(lines) == 6
     assert "8 examples over 4 tasks" in lines[0]
     rates = {match[1]: float(match[2]) for match in (RATE_LINE.match(line) for line in lines[1:4])}
     assert list(rates) == ["mixed", "single-task", "grouped per task"]

@@ -85,7 +85,7 @@ def _add_bench_commands(commands) -> None:
     mixed.add_argument("--input-tokens", type=int, default=103, help="tokens per input")
     mixed.add_argument("--choices", type=int, nargs="+", default=[2, 3, 4], help="answer choices per example, cycled")
     mixed.add_argument("--choice-tokens", type=int, default=8, help="target tokens per answer choice")
-    mixed.add_argument("--repeats", type=int, default=30, help="timed passes per batching (the median is reported)")
+    mixed.add_argument("--repeats", type=int, default=30, help="timed passes per batching (the fastest is reported)")
     mixed.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     mixed.set_defaults(handler=_run_bench_mixed)
 
