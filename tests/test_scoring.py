@@ -98,6 +98,14 @@ def test_ln_term_without_length_normalisation():
     assert terms.ln.item() == pytest.approx(expected, abs=1e-12)
 
 
+def test_lm_term_switches_off():
+    batch, token_logprobs = toy_batch(TOY, TOY_LABELS)
+    terms = tfew_losses(token_logprobs, batch, use_lm=False)
+    assert terms.lm.item() == 0
+    assert terms.total.item() == pytest.approx(terms.ul.item() + terms.ln.item(), abs=1e-12)
+    assert terms.ul.item() > 0
+
+
 def test_total_is_unweighted_sum():
     batch, token_logprobs = toy_batch(TOY, TOY_LABELS)
     terms = tfew_losses(token_logprobs, batch)

@@ -272,9 +272,11 @@ def tfew_losses(
     use_ul: bool = True,
     use_ln: bool = True,
     length_normalize: bool = True,
+    use_lm: bool = True,
 ) -> LossTerms:
     """Compute L_LM, L_UL and L_LN from per-token log-probabilities of every answer choice.
 
+    Each `use_*` flag switches one term on or off; T-Few's loss variants (`LOSS_VARIANTS`) always keep L_LM.
     `length_normalize` sets the scores inside L_LN: per-token means (Eq. 2) or sums.
     """
     mask = batch.choice_mask.to(token_logprobs.dtype)
@@ -283,7 +285,7 @@ def tfew_losses(
 
     # L_LM: cross-entropy per token of the correct choices, averaged over all their tokens in the batch.
     correct_mask = mask * correct.unsqueeze(1)
-    lm = -(token_logprobs * correct_mask).sum() / correct_mask.sum().clamp(min=1)
+    lm = -(token_logprobs * correct_mask).sum() / correct_mask.sum().clamp(min=1) if use_lm else zero
 
     ul = _unlikelihood(token_logprobs, mask * (1 - correct).unsqueeze(1)) if use_ul else zero
 
