@@ -339,6 +339,10 @@ def convert(source: Path, destination: Path, source_format: str, target_format: 
         raise TfewError(f"unknown target format {target_format!r}; choose one of {FORMATS_OUT}")
     base = resolve_base_config(base_spec, revision)
     vectors = read_vectors(source, source_format)
+    recorded = vectors.metadata.get("base_model")
+    if recorded and recorded != base.model_name:
+        log.warning("%s records base model %s, but --base-config %s is %s; shapes are checked, names are not",
+                    source, recorded, base_spec, base.model_name)
     ia3 = meta_ia3(base)
     check_vectors(ia3, vectors, base, Path(source))
     ordered = {name: vectors.vectors[name] for name in ia3.layers}

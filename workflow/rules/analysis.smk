@@ -35,7 +35,7 @@ rule report:
     params:
         aggregate_dir=f"{RESULTS}/aggregate",
         figures=FIGURES,
-        model=config["model"]["description"],
+        model=BACKBONE_DESCRIPTION,
     log:
         f"{LOGS}/report.log",
     message:
