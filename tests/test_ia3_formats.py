@@ -10,7 +10,7 @@ from ia3_helpers import adapted_and_copy, logits, scale_with_hooks, tiny_t5, tok
 from tfew.cli import main
 from tfew.errors import TfewError
 from tfew.ia3 import add_ia3
-from tfew.ia3_formats import read_official, read_peft
+from tfew.ia3_formats import convert, read_official, read_peft, resolve_base_config
 from tfew.models import load_seq2seq
 from tfew.vectors_io import load_vectors, metadata_path, save_vectors
 
@@ -159,8 +159,15 @@ def test_official_wi_1_on_non_gated_base_raises(tmp_path):
     model_dir = saved_tiny_model(tmp_path / "model", gated=False)
     torch.save(official_style_checkpoint(tiny_t5(gated=True), seed=5), tmp_path / "finish.pt")
     with pytest.raises(TfewError, match="wi_1.*non-gated"):
-        from tfew.ia3_formats import convert
+        convert(tmp_path / "finish.pt", tmp_path / "out.safetensors", "t-few", "tfew", str(model_dir))
 
+
+def test_non_finite_vector_rejected(tmp_path):
+    model_dir = saved_tiny_model(tmp_path / "model")
+    state = official_style_checkpoint(tiny_t5(), seed=6)
+    state["decoder.block.0.layer.1.EncDecAttention.v.multi_lora_b"][3, 0] = float("nan")
+    torch.save(state, tmp_path / "finish.pt")
+    with pytest.raises(TfewError, match="EncDecAttention.v.multi_lora_b contains NaN"):
         convert(tmp_path / "finish.pt", tmp_path / "out.safetensors", "t-few", "tfew", str(model_dir))
 
 
@@ -209,8 +216,6 @@ def test_count_command_prints_t0_11b_total(capsys):
     assert any(line.split()[:4] == ["decoder.EncDecAttention.v", "24", "4096", "98,304"] for line in lines)
 
 
-def test_unknown_base_config_raises(tmp_path):
+def test_unknown_base_config_raises():
     with pytest.raises(TfewError, match="not a preset"):
-        from tfew.ia3_formats import resolve_base_config
-
         resolve_base_config("t0-7b")

@@ -176,6 +176,8 @@ def check_vectors(ia3: IA3Model, source: SourceVectors, base: BaseArchitecture, 
                 f"{origin}: tensor {source_name} has shape {shape}, but base config {base.label} expects "
                 f"{expected_shape}; pass the --base-config the vectors were trained on"
             )
+        if not torch.isfinite(vector).all():
+            raise TfewError(f"{origin}: tensor {source_name} contains NaN or infinite values; the vectors are corrupt")
 
     missing = [name for name in ia3.layers if name not in source.vectors]
     if missing:
