@@ -56,7 +56,7 @@ class SignificanceSettings:
     """Resampling sizes, confidence and the random seed of the significance tests."""
 
     permutations: int = 9999  # resamples of the permutation test; exact enumeration when 2^cells is not larger
-    bootstrap_resamples: int = 5000  # resamples of the paired bootstrap over examples
+    bootstrap_resamples: int = 2000  # resamples of the paired bootstrap over examples (percentile CI)
     confidence: float = 0.95  # level of the bootstrap confidence interval
     alpha: float = 0.05  # level at which McNemar cells count as significant after Holm's correction
     seed: int = 0  # seed of every random generator, so a rerun gives the same p-values
