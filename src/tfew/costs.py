@@ -9,7 +9,8 @@ Two estimates sit side by side in every row:
 - a measurement: `torch.utils.flop_counter.FlopCounterMode` over one forward pass (and, for T-Few, one
   forward and backward pass of a training batch) of the real architecture built on the `meta` device, which
   allocates no weights, so even GPT-3 175B is counted in seconds on a laptop. The counter counts matrix
-  multiplications (2 FLOPs per multiply-add, the same convention as 2N); element-wise operations are left out.
+  multiplications (2 FLOPs per multiply-add, the same convention as 2N), attention included because
+  scaled-dot-product attention decomposes into matrix products on `meta`; element-wise operations are left out.
 
 Both use the same token counts, so their difference isolates the per-token approximation. The measured T-Few
 training cost is about two thirds of the formula's 3N: the backbone is frozen, so the backward pass computes
@@ -22,6 +23,7 @@ no weight gradients.
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -153,6 +155,10 @@ def model_on_meta(model_dir: Path) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     config = AutoConfig.from_pretrained(str(model_dir))
+    saved = json.loads((Path(model_dir) / "config.json").read_text())
+    if saved.get("tie_word_embeddings") is False:
+        # transformers 5 does not apply a saved tie_word_embeddings=False (see tfew.models.load_seq2seq).
+        config.tie_word_embeddings = False
     # With a pad token id set, decoder-only models look for padding in the input ids, which reads values that
     # meta tensors do not have; the measurement has no padding.
     config.pad_token_id = None
