@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test demo clean
+.PHONY: venv test demo demo-slurm clean
 
 venv: $(STAMP)
 
@@ -30,5 +30,13 @@ demo: venv
 	$(BIN)/snakemake --profile workflow/profiles/local --configfile workflow/config/demo.yaml; \
 	status=$$?; echo "demo wall time: $$(( $$(date +%s) - start )) s"; exit $$status
 
+# The demo through workflow/profiles/slurm on a single-node Slurm cluster that the target starts and stops
+# itself, compared with the local demo run (needs root: it installs Slurm with apt and starts daemons).
+demo-slurm: demo
+	@start=$$(date +%s); \
+	workflow/scripts/slurm/demo_slurm.sh; \
+	status=$$?; echo "demo-slurm wall time: $$(( $$(date +%s) - start )) s"; exit $$status
+
 clean:
 	rm -rf results/demo logs/demo paper_figures/demo .snakemake
+	rm -rf results/demo-slurm logs/demo-slurm paper_figures/demo-slurm logs/slurm

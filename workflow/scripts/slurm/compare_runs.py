@@ -1,0 +1,148 @@
+"""Check that two runs of the same workflow config produced the same results.
+
+    .venv/bin/python workflow/scripts/slurm/compare_runs.py results/demo results/demo-slurm
+
+`make demo-slurm` uses it to compare the SLURM run of the demo config with the local run. It compares every CSV
+file under the given table folders (by default `predictions/` and `aggregate/`): the same files, the same
+columns, the same rows in the same order, and the same text in every cell. Columns that identify the run rather
+than its results, such as the config hash (which covers `run_name`), are left out. Exit status 0 means equal,
+1 means a difference, which is printed with its file, column and first differing rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+logger = logging.getLogger("compare_runs")
+
+DEFAULT_TABLES = ("predictions", "aggregate")
+
+# Columns that differ between runs of one config by design: the hash covers the whole config, run name included.
+RUN_IDENTITY_COLUMNS = ("config_hash", "run_name")
+
+MAX_ROWS_SHOWN = 5
+
+
+@dataclass
+class Comparison:
+    """Outcome of comparing two runs: counts of what matched, and one message per difference."""
+
+    files: int = 0
+    rows: int = 0
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences and self.files > 0
+
+
+def table_files(run_dir: Path, tables: tuple[str, ...]) -> set[Path]:
+    """Return the CSV files under the run's table folders, relative to the run folder."""
+    files = set()
+    for table in tables:
+        folder = run_dir / table
+        files.update(path.relative_to(run_dir) for path in folder.rglob("*.csv"))
+    return files
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    # Every cell as text, so that equality is exact and no float is rounded on the way in.
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def compare_table(reference: pd.DataFrame, candidate: pd.DataFrame, name: str, ignore: tuple[str, ...]) -> list[str]:
+    """Return one message per difference between two versions of a table; empty when they are equal."""
+    reference = reference.drop(columns=[column for column in ignore if column in reference.columns])
+    candidate = candidate.drop(columns=[column for column in ignore if column in candidate.columns])
+
+    if list(reference.columns) != list(candidate.columns):
+        return [f"{name}: columns differ: {list(reference.columns)} vs {list(candidate.columns)}"]
+    if len(reference) != len(candidate):
+        return [f"{name}: {len(reference)} rows vs {len(candidate)} rows"]
+
+    differences = []
+    for column in reference.columns:
+        unequal = reference[column] != candidate[column]
+        if not unequal.any():
+            continue
+        rows = list(unequal[unequal].index[:MAX_ROWS_SHOWN])
+        shown = "; ".join(
+            f"row {row}: {reference.at[row, column]!r} vs {candidate.at[row, column]!r}" for row in rows
+        )
+        differences.append(f"{name}: column {column!r} differs in {int(unequal.sum())} rows, first {shown}")
+    return differences
+
+
+def compare_runs(
+    reference_dir: Path,
+    candidate_dir: Path,
+    tables: tuple[str, ...] = DEFAULT_TABLES,
+    ignore: tuple[str, ...] = RUN_IDENTITY_COLUMNS,
+) -> Comparison:
+    """Compare the result tables of two run folders, file by file."""
+    comparison = Comparison()
+    reference_files = table_files(reference_dir, tables)
+    candidate_files = table_files(candidate_dir, tables)
+
+    for missing in sorted(reference_files - candidate_files):
+        comparison.differences.append(f"{missing}: in {reference_dir} but missing from {candidate_dir}")
+    for extra in sorted(candidate_files - reference_files):
+        comparison.differences.append(f"{extra}: in {candidate_dir} but missing from {reference_dir}")
+    if not reference_files:
+        comparison.differences.append(f"no CSV files under {', '.join(tables)} in {reference_dir}")
+
+    for relative in sorted(reference_files & candidate_files):
+        reference = read_table(reference_dir / relative)
+        candidate = read_table(candidate_dir / relative)
+        comparison.differences.extend(compare_table(reference, candidate, str(relative), ignore))
+        comparison.files += 1
+        comparison.rows += len(reference)
+    return comparison
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("reference", type=Path, help="results folder of the reference run, e.g. results/demo")
+    parser.add_argument("candidate", type=Path, help="results folder of the run to check, e.g. results/demo-slurm")
+    parser.add_argument(
+        "--tables", nargs="+", default=list(DEFAULT_TABLES), help="folders inside each run whose CSV files to compare"
+    )
+    parser.add_argument(
+        "--ignore-columns",
+        nargs="*",
+        default=list(RUN_IDENTITY_COLUMNS),
+        help="columns left out of the comparison because they identify the run",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    args = parse_args(argv)
+    for run_dir in (args.reference, args.candidate):
+        if not run_dir.is_dir():
+            logger.error("results folder %s not found; run the workflow for it first", run_dir)
+            return 1
+
+    comparison = compare_runs(args.reference, args.candidate, tuple(args.tables), tuple(args.ignore_columns))
+    if comparison.equal:
+        logger.info(
+            "%s and %s match: %d files, %d rows, every column except %s",
+            args.reference, args.candidate, comparison.files, comparison.rows, ", ".join(args.ignore_columns),
+        )
+        return 0
+
+    logger.error("%s and %s differ:", args.reference, args.candidate)
+    for difference in comparison.differences:
+        logger.error("  %s", difference)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
