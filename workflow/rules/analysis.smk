@@ -1,49 +1,91 @@
-# Analysis stage: aggregate the predictions, then execute the report notebook into paper_figures/.
+# Analysis stage: aggregate the predictions, run the significance tests, then execute the notebooks that write
+# the paper's tables and figures into paper_figures/<run>/.
+
+from tfew.aggregate import TABLE_NAMES as AGGREGATE_TABLES
+from tfew.report import (
+    FIGURE_FORMATS,
+    REPORT_FIGURES,
+    REPORT_TABLES,
+    SIGNIFICANCE_REPORT_TABLES,
+    TABLE_FORMATS,
+)
+from tfew.stats import SIGNIFICANCE_TABLES
+
+
+def costs_input(wildcards):
+    """COSTS_FILE once a rule of this workflow writes it (costs disabled: none, and the report says so)."""
+    for rule in workflow.rules:
+        if any(str(path) == COSTS_FILE for path in rule.output):
+            return [COSTS_FILE]
+    return []
 
 
 rule aggregate:
     input:
         predictions=prediction_files(),
     output:
-        cells=f"{RESULTS}/aggregate/cells.csv",
-        per_task=f"{RESULTS}/aggregate/per_task.csv",
-        overall=f"{RESULTS}/aggregate/overall.csv",
+        expand(f"{RESULTS}/aggregate/{{name}}.csv", name=AGGREGATE_TABLES),
     params:
         out=f"{RESULTS}/aggregate",
     log:
         f"{LOGS}/aggregate.log",
     message:
         "Aggregate accuracy over seeds x templates"
+    threads: threads_for("analysis")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **resources_for("analysis"),
     shell:
         "tfew aggregate --predictions {input.predictions} --out {params.out} > {log} 2>&1"
 
 
+rule significance:
+    input:
+        predictions=prediction_files(),
+    output:
+        expand(f"{RESULTS}/significance/{{name}}.csv", name=SIGNIFICANCE_TABLES),
+    params:
+        out=f"{RESULTS}/significance",
+    log:
+        f"{LOGS}/significance.log",
+    message:
+        "Test each pair of methods per task (Wilcoxon, permutation, bootstrap, McNemar, Holm)"
+    threads: threads_for("analysis")
+    resources:
+        **resources_for("analysis"),
+    shell:
+        "tfew significance --predictions {input.predictions} --out {params.out} > {log} 2>&1"
+
+
 rule report:
     input:
-        per_task=rules.aggregate.output.per_task,
-        cells=rules.aggregate.output.cells,
-        notebook="analysis/demo_report.ipynb",
+        aggregate=rules.aggregate.output,
+        significance=rules.significance.output,
+        costs=costs_input,
+        paper_notebook="analysis/paper_report.ipynb",
+        significance_notebook="analysis/significance.ipynb",
     output:
-        table=f"{FIGURES}/accuracy_per_task.csv",
-        table_md=f"{FIGURES}/accuracy_per_task.md",
-        figure_png=f"{FIGURES}/accuracy_per_task.png",
-        figure_pdf=f"{FIGURES}/accuracy_per_task.pdf",
-        executed=f"{RESULTS}/notebooks/demo_report.ipynb",
+        tables=expand(f"{FIGURES}/{{name}}.{{suffix}}", name=REPORT_TABLES + SIGNIFICANCE_REPORT_TABLES,
+                      suffix=TABLE_FORMATS),
+        figures=expand(f"{FIGURES}/{{name}}.{{suffix}}", name=REPORT_FIGURES, suffix=FIGURE_FORMATS),
+        paper_notebook=f"{RESULTS}/notebooks/paper_report.ipynb",
+        significance_notebook=f"{RESULTS}/notebooks/significance.ipynb",
     params:
-        aggregate_dir=f"{RESULTS}/aggregate",
         figures=FIGURES,
         model=BACKBONE_DESCRIPTION,
+        kind=MODELS[BACKBONE]["kind"],
+        run_parameters=(
+            f"-p results_dir {RESULTS} -p figures_dir {FIGURES} -p run_name {RUN} "
+            f"-p model_kind {MODELS[BACKBONE]['kind']} -p config_hash {CONFIG_HASH}"
+        ),
     log:
         f"{LOGS}/report.log",
     message:
-        "Execute the report notebook into {params.figures}"
+        "Execute the report and significance notebooks into {params.figures}"
+    threads: threads_for("analysis")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **resources_for("analysis"),
     shell:
-        "tfew notebook --notebook {input.notebook} --out {output.executed} "
-        "-p aggregate_dir {params.aggregate_dir} -p figures_dir {params.figures} "
-        "-p run_name {RUN} -p model_description {params.model:q} > {log} 2>&1"
+        "(tfew notebook --notebook {input.paper_notebook} --out {output.paper_notebook} {params.run_parameters} "
+        "-p model_description {params.model:q} -p costs_file {COSTS_FILE} "
+        "&& tfew notebook --notebook {input.significance_notebook} --out {output.significance_notebook} "
+        "{params.run_parameters} -p model_description {params.model:q}) > {log} 2>&1"

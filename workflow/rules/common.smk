@@ -211,7 +211,7 @@ COST_MODELS = list(dict.fromkeys([BACKBONE] + (ICL_MODELS if ICL["enabled"] else
 
 
 def cost_files():
-    """The paper's Table 1 costs (COSTS_FILE) and the costs measured on the backbone, when enabled."""
+    """Return the paper's Table 1 costs (COSTS_FILE) and the costs measured on this run's models, when enabled."""
     if not config["costs"]["enabled"]:
         return []
     return [COSTS_FILE, RUN_COSTS_FILE]
