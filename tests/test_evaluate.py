@@ -167,5 +167,5 @@ def test_other_task_rejected(tiny_model_dir, rte_data, tmp_path, capsys):
     arguments = zero_shot_arguments(tiny_model_dir, rte_data / "eval.jsonl", tmp_path / "d.csv")
     arguments[arguments.index("--task") + 1] = "cb"
     assert main(arguments) == 2
-    assert "holds rows of task(s) ['rte'], but --task is 'cb'" in capsys.readouterr().err
+    assert "contains rows of task(s) ['rte'], but --task is 'cb'" in capsys.readouterr().err
     assert not (tmp_path / "d.csv").exists()

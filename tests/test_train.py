@@ -347,7 +347,7 @@ def test_checkpoint_of_other_settings_rejected(tiny_model_dir, few_shot_file, tm
 
 
 def test_rows_of_other_task_rejected(tiny_model_dir, few_shot_file, tmp_path):
-    with pytest.raises(TfewError, match="holds rows of task\\(s\\) \\['rte'\\], but --task is 'cb'"):
+    with pytest.raises(TfewError, match="contains rows of task\\(s\\) \\['rte'\\], but --task is 'cb'"):
         train(tiny_model_dir, few_shot_file, tmp_path, "cb", replace(CONFIG))
 
 

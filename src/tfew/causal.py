@@ -97,7 +97,7 @@ def load_causal(model_dir: Path, dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if is_encoder_decoder(model_dir):
-        raise TfewError(f"{model_dir} holds an encoder-decoder model; load it with tfew.models.load_seq2seq")
+        raise TfewError(f"{model_dir} contains an encoder-decoder model; load it with tfew.models.load_seq2seq")
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     return model, tokenizer
@@ -124,7 +124,7 @@ def encode_prompt(tokenizer, prompt: str, choices: list[str], answer_separator: 
     choice_ids = [tokenizer(answer_separator + choice, add_special_tokens=False).input_ids for choice in choices]
     empty = [choice for choice, ids in zip(choices, choice_ids) if not ids]
     if empty:
-        raise TfewError(f"answer choice(s) {empty} tokenize to nothing; check the template's answer choices")
+        raise TfewError(f"answer choice(s) {empty} give no tokens; check the template's answer choices")
     return prompt_ids, choice_ids
 
 

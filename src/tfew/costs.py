@@ -2,8 +2,8 @@
 
 Two estimates sit side by side in every row:
 
-- the paper's formula (Liu et al. 2022, Section 4.2, after Kaplan et al. 2020): a decoder-only model spends
-  2N FLOPs per token for inference and 6N for training; an encoder-decoder spends N and 3N, because each token
+- the paper's formula (Liu et al. 2022, Section 4.2, after Kaplan et al. 2020). A decoder-only model spends
+  2N FLOPs per token for inference and 6N for training. An encoder-decoder spends N and 3N, because each token
   passes through only the encoder or only the decoder. N is the non-embedding parameter count (Kaplan et al.
   2020, Section 2.1), counted here on the real architecture;
 - a measurement: `torch.utils.flop_counter.FlopCounterMode` over one forward pass (and, for T-Few, one
@@ -92,8 +92,8 @@ class TokenCounts:
     """Token counts behind a cost estimate; defaults are the paper's (Liu et al. 2022, Section 4.2)."""
 
     example_tokens: int = 103  # input plus all answer choices, median over the held-out datasets
-    # NOTE: the paper gives only the combined 103 tokens; this split between the encoder input and the
-    # answer-choice targets is an assumption and moves the measured encoder-decoder FLOPs by a few percent.
+    # NOTE: the paper gives only the combined 103 tokens. This split between encoder input and answer-choice
+    # targets is an assumption, and it moves the measured encoder-decoder FLOPs by a few percent.
     example_target_tokens: int = 8
     demonstration_tokens: int = 98  # one in-context example: input plus correct answer
     demonstrations: int = 41  # mean number of shots over the 11 datasets
@@ -159,8 +159,8 @@ def model_on_meta(model_dir: Path) -> nn.Module:
     if saved.get("tie_word_embeddings") is False:
         # transformers 5 does not apply a saved tie_word_embeddings=False (see tfew.models.load_seq2seq).
         config.tie_word_embeddings = False
-    # With a pad token id set, decoder-only models look for padding in the input ids, which reads values that
-    # meta tensors do not have; the measurement has no padding.
+    # With a pad token id set, decoder-only models look for padding in the input ids, and meta tensors hold no
+    # values to look at. The measurement has no padding, so the id is dropped.
     config.pad_token_id = None
     with torch.device("meta"):
         if getattr(config, "is_encoder_decoder", False):

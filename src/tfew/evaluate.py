@@ -45,7 +45,7 @@ def read_eval_examples(data_file: Path, task: str | None = None, max_examples: i
     if task is not None:
         other_tasks = sorted({example["task"] for example in examples if example.get("task", task) != task})
         if other_tasks:
-            raise TfewError(f"{data_file} holds rows of task(s) {other_tasks}, but --task is {task!r}")
+            raise TfewError(f"{data_file} contains rows of task(s) {other_tasks}, but --task is {task!r}")
     if max_examples is not None:
         examples = [example for example in examples if example["example_index"] < max_examples]
     if not examples:
@@ -153,7 +153,9 @@ def per_template_accuracy(frame: pd.DataFrame, extra_keys: tuple[str, ...] = ())
     keys += ["template", "template_index", "template_hash", "promptsource_version", *extra_keys]
     keys += [column for column in PROVENANCE_COLUMNS if column in frame.columns]
     grouped = frame.groupby(keys, dropna=False, sort=False)["correct"]
-    table = grouped.agg(examples="size", correct="sum", accuracy="mean").reset_index()
+    # `num_correct`, not `correct`: a per-template file passed where predictions are expected must fail the
+    # column check instead of being read as one row per example.
+    table = grouped.agg(examples="size", num_correct="sum", accuracy="mean").reset_index()
     return table.sort_values([*extra_keys, "template_index"], kind="stable").reset_index(drop=True)
 
 

@@ -276,7 +276,7 @@ def read_demonstrations(train_file: Path, task: str, config: IclConfig) -> dict[
     rows = read_jsonl(train_file, required_fields=("input", "choices", "label", "template", "example_index"))
     other_tasks = sorted({row["task"] for row in rows if row.get("task", task) != task})
     if other_tasks:
-        raise TfewError(f"{train_file} holds rows of task(s) {other_tasks}, but --task is {task!r}")
+        raise TfewError(f"{train_file} contains rows of task(s) {other_tasks}, but --task is {task!r}")
     if not rows:
         raise TfewError(f"no few-shot examples in {train_file}; render the split with `tfew data prepare`")
     return demonstrations_by_template(rows, config.answer_separator)

@@ -1,8 +1,9 @@
 """Train (IA)^3 vectors with the T-Few recipe on a few-shot split.
 
-Defaults follow Liu et al. 2022, Section 3.5, and the official `configs/ia3.json` and `Config.py`: Adafactor at
-lr 3e-3 (relative_step and warmup_init off), 1000 steps, batch 8, linear decay after a 6% warmup, gradient
-clipping at norm 1.0, inputs truncated to 256 tokens and a random original-task template per example per step.
+Defaults follow Liu et al. 2022, Section 3.5, and the official `configs/ia3.json` and `Config.py`. The optimizer
+is Adafactor at lr 3e-3 (relative_step and warmup_init off) for 1000 steps of batch 8, with linear decay after a
+6% warmup and gradient clipping at norm 1.0. Inputs are truncated to 256 tokens, and each example gets a random
+original-task template at every step.
 
 Batches, template choices and dropout masks are pure functions of (seed, step), and a checkpoint holds the
 vectors, the optimizer and scheduler states and the loss history, so a run resumed from its checkpoint ends
@@ -97,9 +98,9 @@ class TrainConfig:
 
 
 def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype | None]:
-    """Return the device and the autocast dtype: bf16 on CUDA GPUs that support it, none (fp32) otherwise.
+    """Return the device and the autocast dtype: bf16 on CUDA GPUs that support it, None (fp32) otherwise.
 
-    fp16 is never used: T5 overflows in fp16 and produces NaN losses.
+    fp16 is not offered because T5's activations overflow in fp16, which turns losses into NaN.
     """
     if requested not in DEVICES:
         raise TfewError(f"unknown device {requested!r}; choose one of {DEVICES}")
@@ -209,6 +210,7 @@ class Trainer:
             log.info("initialised (IA)^3 vectors from %s", self.init_vectors)
         self.optimizer, self.scheduler = make_optimizer(self.ia3.trainable_parameters(), config)
         self.identity = read_model_identity(self.model_dir)
+        self.resume_key = self.run_identity()
         self.log_truncation()
 
     @property
@@ -240,7 +242,7 @@ class Trainer:
         payload = {
             "step": state.step,
             "history": state.history,
-            "identity": self.run_identity(),
+            "identity": self.resume_key,
             "vectors": self.ia3.vectors(0),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -254,7 +256,7 @@ class Trainer:
         if not self.checkpoint.is_file():
             return RunState()
         payload = torch.load(self.checkpoint, weights_only=True, map_location=self.device)
-        check_resumable(self.checkpoint, payload["identity"], self.run_identity())
+        check_resumable(self.checkpoint, payload["identity"], self.resume_key)
         self.ia3.load_vectors(payload["vectors"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
@@ -281,7 +283,7 @@ class Trainer:
                 token_logprobs = choice_token_logprobs(self.model, batch, self.ia3, config.scoring_method)
             terms = tfew_losses(token_logprobs, batch, use_ul=use_ul, use_ln=use_ln)
 
-            # Each term is a mean over its own unit (tokens or examples); weighting a micro-batch's mean by its
+            # Each term is a mean over its own unit (tokens or examples). Weighting a micro-batch's mean by its
             # share of those units makes the accumulated gradient equal to the gradient of the whole batch.
             counts = term_counts(batch)
             loss = 0.0
@@ -326,7 +328,7 @@ def load_training_examples(train_file: Path, task: str) -> list[list[dict]]:
     row_tasks = sorted({row.get("task", task) for row in rows})
     if task in TASKS and row_tasks != [task]:
         raise TfewError(
-            f"{train_file} holds rows of task(s) {row_tasks}, but --task is {task!r}; pass the file of {task!r} "
+            f"{train_file} contains rows of task(s) {row_tasks}, but --task is {task!r}; pass the file of {task!r} "
             f"or a label that is not a task name (such as 'mixture') for multitask training"
         )
     if task not in TASKS:
