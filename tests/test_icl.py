@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tfew.causal import TinyCausalShape, build_tiny_causal, encode_prompt, load_causal
+from tfew.causal import TinyCausalShape, build_tiny_causal, choice_logprobs, encode_prompt, load_causal
 from tfew.cli import main, tokenizer_texts
 from tfew.data import read_jsonl
 from tfew.errors import TfewError
@@ -191,6 +191,23 @@ def test_causal_batch_size_does_not_change_scores(causal_model_dir, rte_data, ca
     out = tmp_path / "batch1.csv"
     assert main(icl_arguments(causal_model_dir, rte_data, out, "concat", "--batch-size", "1")) == 0
     np.testing.assert_allclose(scores_of(pd.read_csv(out)), scores_of(causal_concat), atol=1e-5)
+
+
+def test_causal_batch_near_context_end(causal_model_dir):
+    """A prompt that nearly fills the context shares a batch with longer choices of another prompt."""
+    model, _ = load_causal(causal_model_dir)
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+    long_prompt = torch.randint(5, 900, (509,), generator=generator).tolist()
+    short_prompt = torch.randint(5, 900, (12,), generator=generator).tolist()
+    choices = [[[7, 8], [9]], [[11, 12, 13, 14, 15, 16, 17, 18]]]
+    batched = choice_logprobs(model, [long_prompt, short_prompt], choices)
+    for prompt, options, results in zip([long_prompt, short_prompt], choices, batched):
+        for ids, got in zip(options, results):
+            with torch.no_grad():
+                logprobs = torch.log_softmax(model(input_ids=torch.tensor([prompt + ids])).logits[0], dim=-1)
+            expected = torch.stack([logprobs[len(prompt) - 1 + position, token] for position, token in enumerate(ids)])
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_causal_ensemble_runs(causal_model_dir, rte_data, tmp_path):

@@ -162,6 +162,8 @@ def choice_logprobs(model, prompts: list[list[int]], choices: list[list[list[int
         cache.batch_select_indices(owners)
 
         positions = prompt_lengths.index_select(0, owners).unsqueeze(1) + torch.arange(choice_ids.shape[1], device=device)
+        # Padding after a short choice could run past the model's last position; it is masked, so any valid id does.
+        positions = positions * choice_mask
         attention_mask = torch.cat([prompt_mask.index_select(0, owners), choice_mask], dim=1)
         output = model(input_ids=choice_ids, attention_mask=attention_mask, position_ids=positions, cache=cache,
                        use_cache=False)
