@@ -5,7 +5,7 @@ and a T5-small-sized one (the T5 v1.1 small shape: d_model 512, d_ff 1024, 6 hea
 32,128-token output layer). Training inputs are real RTE few-shot rows from the offline mirror, each input
 repeated until it exceeds the longest length measured, so truncation fixes every input at exactly the length
 under test. Each configuration runs `tfew.train.train` in a fresh process, so the peak resident memory
-(ru_maxrss) belongs to that configuration alone.
+(VmHWM on Linux) belongs to that configuration alone.
 
     .venv/bin/python benchmarks/bench_train.py --threads 1 --out results/bench/train.csv
 
@@ -85,6 +85,21 @@ def build_model(name: str, texts: list[str], out: Path) -> Path:
     return out
 
 
+def memory_mib(field: str) -> float:
+    """Return a memory figure of this process in MiB: VmHWM (peak resident) or VmRSS (current resident).
+
+    Linux keeps ru_maxrss across exec, so a child started by `spawn` would inherit its parent's peak; VmHWM
+    belongs to the new process image alone. Elsewhere ru_maxrss is the fallback (Linux and BSD report KiB).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_configuration(model_dir: str, train_file: str, out_dir: str, batch_size: int, length: int, steps: int,
                       threads: int, results) -> None:
     """Train in this (child) process and report seconds per step and peak resident memory."""
@@ -95,7 +110,7 @@ def run_configuration(model_dir: str, train_file: str, out_dir: str, batch_size:
 
     logging.disable(logging.WARNING)
     torch.set_num_threads(threads)
-    resident_after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    resident_after_imports = memory_mib("VmRSS")
     config = TrainConfig(steps=steps, batch_size=batch_size, max_input_length=length, log_every=steps,
                          checkpoint_every=steps, device="cpu")
     train(Path(model_dir), Path(train_file), Path(out_dir), "rte", config)
@@ -103,8 +118,8 @@ def run_configuration(model_dir: str, train_file: str, out_dir: str, batch_size:
     seconds = log["seconds"].tolist()[1:]  # the first step pays one-time allocation costs
     results.put({
         "seconds_per_step": statistics.median(seconds),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_after_imports_mib": resident_after_imports / 1024,
+        "peak_rss_mib": memory_mib("VmHWM"),
+        "rss_after_imports_mib": resident_after_imports,
     })
 
 

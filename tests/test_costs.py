@@ -143,7 +143,7 @@ def test_run_model_costs(tiny_model_dir, causal_model_dir, rte_data, tmp_path):
     assert causal_concat["inference_flops_per_example"] == 2 * causal_concat["non_embedding_parameters"] * causal_concat["tokens_per_example"]
 
 
-def test_icl_tokens_from_predictions(tiny_model_dir, rte_data, tmp_path):
+def test_icl_tokens_from_predictions(tiny_model_dir, causal_model_dir, rte_data, tmp_path):
     predictions = tmp_path / "icl.csv"
     status = main([
         "icl", "--model", str(tiny_model_dir), "--data", str(rte_data / "eval.jsonl"),
@@ -152,7 +152,13 @@ def test_icl_tokens_from_predictions(tiny_model_dir, rte_data, tmp_path):
     ])
     assert status == 0
     out = tmp_path / "costs.csv"
-    assert main(["costs", "--model", str(tiny_model_dir), "--icl-predictions", str(predictions), "--out", str(out)]) == 0
-    table = pd.read_csv(out).set_index("method")
+    arguments = ["costs", "--model", str(tiny_model_dir), str(causal_model_dir), "--icl-predictions", str(predictions),
+                 "--out", str(out)]
+    assert main(arguments) == 0
+    table = pd.read_csv(out)
+    concat = table[table["method"] == "icl-concat"].set_index("model")
     expected = int(pd.read_csv(predictions)["tokens_per_prediction"].median())
-    assert table.loc["icl-concat", "tokens_per_example"] == expected
+    assert concat.loc["tiny-t5", "tokens_per_example"] == expected
+    assert concat.loc["tiny-t5", "source"].startswith("tokens per prediction: median of the ICL prediction files")
+    # The decoder-only model ran no ICL here, so its tokens come from the paper's counts, not the T5's files.
+    assert concat.loc["tiny-gpt2", "source"].startswith("tokens per prediction: medians of the data files")

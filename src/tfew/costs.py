@@ -334,15 +334,14 @@ def run_token_counts(model_dir: Path, eval_file: Path | None, train_file: Path |
     return counts
 
 
-def icl_tokens_from_predictions(paths: list[Path]) -> dict[str, int]:
-    """Return the median tokens per prediction of each ICL method found in prediction files."""
-    medians = {}
+def icl_tokens_from_predictions(paths: list[Path]) -> dict[tuple[str, str], int]:
+    """Return the median tokens per prediction per (model name, ICL method) found in `tfew icl` files."""
     frame = pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
-    if "tokens_per_prediction" not in frame.columns:
-        raise TfewError(f"{paths}: no tokens_per_prediction column; pass prediction files written by `tfew icl`")
-    for method, group in frame.groupby("method"):
-        medians[method] = int(group["tokens_per_prediction"].median())
-    return medians
+    missing = [column for column in ("model_name", "method", "tokens_per_prediction") if column not in frame.columns]
+    if missing:
+        raise TfewError(f"{paths}: missing columns {missing}; pass prediction files written by `tfew icl`")
+    medians = frame.groupby(["model_name", "method"])["tokens_per_prediction"].median()
+    return {key: int(value) for key, value in medians.items()}
 
 
 def fitting_demonstrations(counts: TokenCounts, max_context: int) -> int:
@@ -364,11 +363,13 @@ def model_context(model_dir: Path, model: nn.Module) -> int:
     return limit if limit < UNSET_MODEL_MAX_LENGTH else DEFAULT_SEQ2SEQ_CONTEXT
 
 
-def model_costs(model_dir: Path, counts: TokenCounts, icl_tokens: dict[str, int] | None = None) -> pd.DataFrame:
+def model_costs(model_dir: Path, counts: TokenCounts,
+                icl_tokens: dict[tuple[str, str], int] | None = None) -> pd.DataFrame:
     """Cost rows for a run's own model: T-Few, zero-shot and ICL for an encoder-decoder, ICL for a decoder.
 
-    ICL token counts come from `icl_tokens` (medians of `tfew icl` prediction files) when given; otherwise
-    the concatenation holds the demonstrations that fit in the model's context.
+    ICL token counts come from `icl_tokens` (medians of `tfew icl` prediction files, keyed by model name and
+    method) when they cover this model; otherwise the concatenation holds the demonstrations that fit in the
+    model's context.
     """
     from tfew.models import read_model_identity
 
@@ -377,21 +378,23 @@ def model_costs(model_dir: Path, counts: TokenCounts, icl_tokens: dict[str, int]
     name = read_model_identity(model_dir)["model_name"]
     label = str(model_dir)
     target = counts.example_target_tokens if kind == ENCODER_DECODER else 0
-    icl_tokens = icl_tokens or {}
+    icl_tokens = {method: tokens for (model, method), tokens in (icl_tokens or {}).items() if model == name}
 
     fitting = fitting_demonstrations(counts, model_context(model_dir, model))
     concat = icl_tokens.get("icl-concat", fitting * counts.demonstration_tokens + counts.example_tokens)
     ensemble = icl_tokens.get("icl-ensemble", counts.icl_ensemble_tokens)
-    origin = "median of the ICL prediction files" if icl_tokens else "medians of the data files"
+    from_files, from_data = "median of the ICL prediction files", "medians of the data files"
     passes = max(1, counts.demonstrations)
     per_pass = max(ensemble // passes, target + 1)
+    concat_source = (f"tokens per prediction: {from_files}" if "icl-concat" in icl_tokens else
+                     f"tokens per prediction: {from_data}; {fitting} of {counts.demonstrations} demonstrations fit")
+    ensemble_source = f"tokens per prediction: {from_files if 'icl-ensemble' in icl_tokens else from_data}"
     rows = [
         method_row("icl-concat", name, label, model, concat, 0.0, counts.icl_disk_bytes,
-                   measure_inference(model, concat, target), None,
-                   f"tokens per prediction: {origin}; {fitting} of {counts.demonstrations} demonstrations fit"),
+                   measure_inference(model, concat, target), None, concat_source),
         method_row("icl-ensemble", name, label, model, ensemble, 0.0, counts.icl_disk_bytes,
                    measure_inference(model, per_pass, target, passes), None,
-                   f"tokens per prediction: {origin}; {passes} forward passes per prediction"),
+                   f"{ensemble_source}; {passes} forward passes per prediction"),
     ]
     if kind == DECODER_ONLY:
         return pd.DataFrame(rows, columns=COLUMNS)
@@ -399,11 +402,11 @@ def model_costs(model_dir: Path, counts: TokenCounts, icl_tokens: dict[str, int]
     _, non_embedding = count_parameters(model)
     training = formula_flops_per_token(kind, non_embedding, training=True) * counts.steps * counts.batch_size * counts.example_tokens
     zero_shot = method_row("t0-zero-shot", name, label, model, counts.example_tokens, 0.0, 0.0,
-                           measure_inference(model, counts.example_tokens, target), None, f"tokens: {origin}")
+                           measure_inference(model, counts.example_tokens, target), None, f"tokens: {from_data}")
     vectors = ia3_parameters(model)  # wraps the model in place, so the T-Few measurements include (IA)^3
     tfew = method_row(
         "t-few", name, label, model, counts.example_tokens, training, vectors * counts.bytes_per_parameter,
         measure_inference(model, counts.example_tokens, target), measure_training(model, counts),
-        f"(IA)^3 vectors: {vectors} parameters; {counts.steps} steps x batch {counts.batch_size}; tokens: {origin}",
+        f"(IA)^3 vectors: {vectors} parameters; {counts.steps} steps x batch {counts.batch_size}; tokens: {from_data}",
     )
     return pd.DataFrame([tfew, zero_shot, *rows], columns=COLUMNS)
