@@ -12,25 +12,19 @@ from tfew.report import (
 from tfew.stats import SIGNIFICANCE_TABLES
 
 
-def costs_input(wildcards):
-    """COSTS_FILE once a rule of this workflow writes it (costs disabled: none, and the report says so)."""
-    for rule in workflow.rules:
-        if any(str(path) == COSTS_FILE for path in rule.output):
-            return [COSTS_FILE]
-    return []
-
-
 rule aggregate:
     input:
         predictions=prediction_files(),
     output:
         expand(f"{RESULTS}/aggregate/{{name}}.csv", name=AGGREGATE_TABLES),
     params:
-        out=f"{RESULTS}/aggregate",
+        out=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         f"{LOGS}/aggregate.log",
     message:
         "Aggregate accuracy over seeds x templates"
+    conda:
+        TFEW_ENV
     threads: threads_for("analysis")
     resources:
         **resources_for("analysis"),
@@ -44,11 +38,13 @@ rule significance:
     output:
         expand(f"{RESULTS}/significance/{{name}}.csv", name=SIGNIFICANCE_TABLES),
     params:
-        out=f"{RESULTS}/significance",
+        out=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         f"{LOGS}/significance.log",
     message:
         "Test each pair of methods per task (Wilcoxon, permutation, bootstrap, McNemar, Holm)"
+    conda:
+        TFEW_ENV
     threads: threads_for("analysis")
     resources:
         **resources_for("analysis"),
@@ -60,7 +56,7 @@ rule report:
     input:
         aggregate=rules.aggregate.output,
         significance=rules.significance.output,
-        costs=costs_input,
+        costs=REPORT_COSTS,
         paper_notebook="analysis/paper_report.ipynb",
         significance_notebook="analysis/significance.ipynb",
     output:
@@ -70,7 +66,8 @@ rule report:
         paper_notebook=f"{RESULTS}/notebooks/paper_report.ipynb",
         significance_notebook=f"{RESULTS}/notebooks/significance.ipynb",
     params:
-        figures=FIGURES,
+        figures=lambda wildcards, output: os.path.dirname(output.tables[0]),
+        costs_file=lambda wildcards, input: input.costs[0] if input.costs else COSTS_FILE,
         model=BACKBONE_DESCRIPTION,
         kind=MODELS[BACKBONE]["kind"],
         run_parameters=(
@@ -81,11 +78,13 @@ rule report:
         f"{LOGS}/report.log",
     message:
         "Execute the report and significance notebooks into {params.figures}"
+    conda:
+        TFEW_ENV
     threads: threads_for("analysis")
     resources:
         **resources_for("analysis"),
     shell:
         "(tfew notebook --notebook {input.paper_notebook} --out {output.paper_notebook} {params.run_parameters} "
-        "-p model_description {params.model:q} -p costs_file {COSTS_FILE} "
+        "-p model_description {params.model:q} -p costs_file {params.costs_file} "
         "&& tfew notebook --notebook {input.significance_notebook} --out {output.significance_notebook} "
         "{params.run_parameters} -p model_description {params.model:q}) > {log} 2>&1"

@@ -205,6 +205,8 @@ PRETRAINED_VECTORS = f"{RESULTS}/pretrained/{PRETRAINED['source']}/vectors.safet
 
 # Where the cost table for the analysis lives; the costs rule writes it.
 COSTS_FILE = f"{RESULTS}/costs/table1.csv"
+# The cost table the report reads: COSTS_FILE when the costs stage runs (the report says so when it does not).
+REPORT_COSTS = [COSTS_FILE] if config["costs"]["enabled"] else []
 # Costs measured on this run's own models: the backbone, then each ICL model.
 RUN_COSTS_FILE = f"{RESULTS}/costs/run_models.csv"
 COST_MODELS = list(dict.fromkeys([BACKBONE] + (ICL_MODELS if ICL["enabled"] else [])))
