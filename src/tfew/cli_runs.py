@@ -100,7 +100,7 @@ def _add_evaluate_command(commands) -> None:
     evaluate.add_argument("--data", type=Path, required=True, help="rendered evaluation JSONL")
     evaluate.add_argument("--vectors", type=Path, help="(IA)^3 vectors; omit for zero-shot")
     evaluate.add_argument("--method", required=True, help="method label written to every row: t-few or t0-zero-shot")
-    evaluate.add_argument("--task", required=True)
+    evaluate.add_argument("--task", required=True, help="task name from `tfew data list`")
     evaluate.add_argument("--seed", type=int, default=-1, help="few-shot seed of the vectors (-1 for none)")
     evaluate.add_argument("--loss-variant", default="none", help="loss variant of the vectors (none for zero-shot)")
     evaluate.add_argument("--init", default="none", help="how the vectors were initialised: scratch or pretrained")
@@ -126,7 +126,7 @@ def _add_icl_command(commands) -> None:
     icl.add_argument("--model", type=Path, required=True, help="seq2seq (T5, T0) or decoder-only model folder")
     icl.add_argument("--data", type=Path, required=True, help="rendered evaluation JSONL")
     icl.add_argument("--train", type=Path, required=True, help="rendered few-shot JSONL of the same seed")
-    icl.add_argument("--task", required=True)
+    icl.add_argument("--task", required=True, help="task name from `tfew data list`")
     icl.add_argument("--seed", type=int, required=True, help="few-shot seed; also seeds the demonstration order")
     icl.add_argument("--mode", required=True, choices=ICL_MODES,
                      help="concat: demonstrations that fit in one prompt; ensemble: one per pass, scores averaged")
