@@ -33,3 +33,28 @@ def test_same_seed_same_weights(rte_data, tmp_path):
     first = build_tiny_t5(TinyT5Shape(), vocab_size=500, seed=3)
     second = build_tiny_t5(TinyT5Shape(), vocab_size=500, seed=3)
     assert torch.equal(first.lm_head.weight, second.lm_head.weight)
+
+
+def test_input_embeddings_shared(tiny_model_dir):
+    model = load_seq2seq(tiny_model_dir)
+    shared = model.shared.weight.data_ptr()
+    assert model.encoder.embed_tokens.weight.data_ptr() == shared
+    assert model.decoder.embed_tokens.weight.data_ptr() == shared
+
+
+def test_checkpoint_with_only_shared_embedding_loads(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from tfew.models import TinyT5Shape, build_tiny_t5
+
+    model = build_tiny_t5(TinyT5Shape(), vocab_size=500, seed=1)
+    model.save_pretrained(tmp_path)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    weights.pop("encoder.embed_tokens.weight", None)
+    weights.pop("decoder.embed_tokens.weight", None)
+    save_file(weights, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+
+    loaded = load_seq2seq(tmp_path)
+    assert torch.equal(loaded.encoder.embed_tokens.weight, model.shared.weight)
+    assert torch.equal(loaded.decoder.embed_tokens.weight, model.shared.weight)
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)

@@ -100,8 +100,18 @@ def build_tiny_t5(shape: TinyT5Shape, vocab_size: int, seed: int):
 
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
+    tie_input_embeddings(model)
     check_untied(model)
     return model
+
+
+def tie_input_embeddings(model) -> None:
+    """Make the encoder and decoder read their input embeddings from `shared`, as in every T5 checkpoint.
+
+    With tie_word_embeddings=False, transformers 5 unties these too, which gives two extra random matrices on
+    a new model and, for checkpoints that store only `shared.weight`, random input embeddings after loading.
+    """
+    model.set_input_embeddings(model.shared)
 
 
 def check_untied(model) -> None:
@@ -136,6 +146,8 @@ def load_seq2seq(path: Path, dtype: torch.dtype = torch.float32):
         # Same transformers 5 behaviour as in build_tiny_t5: the saved flag is not applied on load.
         config.tie_word_embeddings = False
     model = AutoModelForSeq2SeqLM.from_pretrained(str(path), config=config, dtype=dtype)
+    if hasattr(model, "shared"):
+        tie_input_embeddings(model)
     return model
 
 
