@@ -243,10 +243,12 @@ def test_plan_full_grid():
     assert ("init", "lm+ul+ln", "pretrained", "t-few", "lm+ul+ln", "scratch") in names
     assert len(comparisons) == 3 + 3 + 1
 
-    # The pre-trained runs have no L_LM-only baseline, and only lm+ul+ln was pre-trained.
-    reasons = {(row["family"], row["reason"]) for row in skipped}
-    assert ("loss", "no t-few lm pretrained predictions") in reasons
-    assert ("init", "no t-few lm pretrained predictions") in reasons
+    # The pre-trained runs have no L_LM-only baseline, and only lm+ul+ln was pre-trained: one entry each.
+    entries = {(row["family"], row["treatment"], row["reason"]) for row in skipped}
+    assert entries == {
+        ("loss", "t-few lm+ul+ln pretrained [tiny-t5]", "no t-few lm pretrained predictions to compare lm+ul+ln against"),
+        ("init", "t-few lm, lm+ul, lm+ln pretrained [tiny-t5]", "no pretrained predictions for these loss variants"),
+    }
 
 
 def test_plan_without_baselines_says_why():
@@ -255,7 +257,17 @@ def test_plan_without_baselines_says_why():
     reasons = {row["reason"] for row in skipped}
     assert "no t0-zero-shot predictions in this run" in reasons
     assert "no icl-concat predictions in this run" in reasons
-    assert "no t-few lm scratch predictions" in reasons
+    assert "no t-few lm scratch predictions to compare lm+ul+ln against" in reasons
+    assert "no pretrained predictions for these loss variants" in reasons
+
+
+def test_plan_lists_missing_loss_variants():
+    conditions = [condition("t-few", "lm", "scratch"), condition("t-few", "lm+ln", "scratch")]
+    comparisons, skipped = plan_comparisons(conditions)
+    assert [(c.family, c.treatment.loss_variant) for c in comparisons] == [("loss", "lm+ln")]
+    loss_entries = [row for row in skipped if row["family"] == "loss"]
+    assert len(loss_entries) == 1
+    assert loss_entries[0]["treatment"] == "t-few lm+ul, lm+ul+ln scratch [tiny-t5]"
 
 
 def test_tfew_reference_prefers_recipe():

@@ -73,6 +73,10 @@ def accuracy_vs_flops(table1: pd.DataFrame) -> Figure:
         sns.scatterplot(data=drawn, x="flops", y="accuracy_pct", hue="condition", style="FLOPs from", s=90, ax=axes)
 
     axes.set_xscale("log")
+    # Room on the right for the label of the costliest point (GPT-3 175B).
+    flops = pd.concat([published["published_inference_flops_per_example"], drawn["flops"]]).dropna()
+    if len(flops):
+        axes.set_xlim(flops.min() / 3, flops.max() * 10)
     axes.set_xlabel("inference FLOPs per example (log scale)")
     axes.set_ylabel("accuracy (%), mean of per-task medians")
     axes.set_title("Accuracy against inference cost")

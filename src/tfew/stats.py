@@ -142,31 +142,35 @@ def _loss_comparisons(conditions: list[Condition], model_name: str, skipped: lis
     comparisons = []
     for init in sorted({c.init for c in tfew}):
         by_loss = {c.loss_variant: c for c in tfew if c.init == init}
-        baseline = by_loss.get(LOSS_BASELINE)
-        for variant in LOSS_VARIANTS[1:]:
-            label = f"t-few {variant} {init} [{model_name}]"
-            if variant not in by_loss:
-                skipped.append(_skip("loss", label, LOSS_BASELINE, f"no t-few {variant} {init} predictions"))
-            elif baseline is None:
-                skipped.append(_skip("loss", label, LOSS_BASELINE, f"no t-few {LOSS_BASELINE} {init} predictions"))
-            else:
-                comparisons.append(Comparison("loss", by_loss[variant], baseline))
+        baseline_label = f"t-few {LOSS_BASELINE} {init} [{model_name}]"
+        if LOSS_BASELINE not in by_loss:
+            trained = ", ".join(variant for variant in LOSS_VARIANTS if variant in by_loss)
+            reason = f"no t-few {LOSS_BASELINE} {init} predictions to compare {trained} against"
+            skipped.append(_skip("loss", f"t-few {trained} {init} [{model_name}]", baseline_label, reason))
+            continue
+        missing = [variant for variant in LOSS_VARIANTS[1:] if variant not in by_loss]
+        if missing:
+            label = f"t-few {', '.join(missing)} {init} [{model_name}]"
+            skipped.append(_skip("loss", label, baseline_label, "these loss variants have no predictions"))
+        comparisons += [Comparison("loss", by_loss[variant], by_loss[LOSS_BASELINE])
+                        for variant in LOSS_VARIANTS[1:] if variant in by_loss]
     return comparisons
 
 
 def _init_comparisons(conditions: list[Condition], model_name: str, skipped: list[dict]) -> list[Comparison]:
     tfew = [c for c in conditions if c.method == "t-few" and c.model_name == model_name]
     by_key = {(c.loss_variant, c.init): c for c in tfew}
+    variants = [variant for variant in LOSS_VARIANTS if any(c.loss_variant == variant for c in tfew)]
     comparisons = []
-    for variant in sorted({c.loss_variant for c in tfew}):
-        pretrained = by_key.get((variant, "pretrained"))
-        scratch = by_key.get((variant, "scratch"))
-        if pretrained is not None and scratch is not None:
-            comparisons.append(Comparison("init", pretrained, scratch))
-        else:
-            missing = "pretrained" if pretrained is None else "scratch"
-            label = f"t-few {variant} pretrained [{model_name}]"
-            skipped.append(_skip("init", label, f"t-few {variant} scratch", f"no t-few {variant} {missing} predictions"))
+    for variant in variants:
+        if (variant, "pretrained") in by_key and (variant, "scratch") in by_key:
+            comparisons.append(Comparison("init", by_key[(variant, "pretrained")], by_key[(variant, "scratch")]))
+    for present, absent in (("scratch", "pretrained"), ("pretrained", "scratch")):
+        lacking = [variant for variant in variants if (variant, present) in by_key and (variant, absent) not in by_key]
+        if lacking:
+            label = f"t-few {', '.join(lacking)} pretrained [{model_name}]"
+            reason = f"no {absent} predictions for these loss variants"
+            skipped.append(_skip("init", label, f"t-few {', '.join(lacking)} scratch", reason))
     return comparisons
 
 
