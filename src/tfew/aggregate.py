@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tfew.errors import TfewError
 
@@ -115,6 +114,9 @@ def cell_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def _iqr(values: pd.Series) -> float:
+    # Imported here: every `tfew` command imports this module, and scipy.stats costs about 0.5 s of CPU.
+    from scipy import stats
+
     return float(stats.iqr(values.to_numpy()))
 
 
