@@ -10,7 +10,7 @@ repository and commit that `tfew.models.read_model_identity` copies into every r
 
 Offline mode: `HF_HUB_OFFLINE=1` switches off every download of this module, not only hub ones. A model
 download then succeeds only from the local Hugging Face cache, and any other download fails at once with a
-message that says what to do.
+message that explains how to proceed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MODEL_INFO_FILE = "tfew_model.json"
 
-# A pinned revision is a full git commit hash; branch and tag names move.
+# A pinned revision is a full git commit hash, because branch and tag names move.
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 
 # Everything a T5-family folder needs besides its weights: configs, tokenizer files, spiece.model.
@@ -39,7 +39,7 @@ NON_WEIGHT_PATTERNS = ["*.json", "*.model", "*.txt"]
 SAFETENSORS_PATTERNS = ["*.safetensors", "*.safetensors.index.json"]
 PYTORCH_BIN_PATTERNS = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
 
-# Seconds to wait for a server to answer before a download counts as failed.
+# Seconds to wait for a server to respond before a download counts as failed.
 CONNECT_TIMEOUT_S = 30
 
 
@@ -71,7 +71,7 @@ def weight_patterns(repo_files: list[str]) -> list[str]:
 
 
 def download_model(repo: str, revision: str, out_dir: Path) -> Path:
-    """Download `repo` at commit `revision` into `out_dir` and write its `tfew_model.json`; return that file."""
+    """Download `repo` at commit `revision` into `out_dir`, write its `tfew_model.json` and return that file."""
     check_revision(revision)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

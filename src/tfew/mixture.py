@@ -1,9 +1,9 @@
 """A multitask training file for (IA)^3 pre-training: few-shot rows of several tasks, every template each.
 
 The official pre-trained vectors were trained on T0's training mixture, which shares no task with the 11
-held-out tasks (Liu et al. 2022, Section 3.4). Where those vectors cannot be used (a tiny demo model has
-no released vectors), pre-training on the few-shot rows of held-out tasks that the run does not evaluate
-keeps the same property: the pre-training data is disjoint from every evaluated task.
+held-out tasks (Liu et al. 2022, Section 3.4). A tiny demo model has no released vectors. Pre-training it on
+the few-shot rows of held-out tasks that the run does not evaluate keeps the same property, because that
+data is disjoint from every evaluated task.
 
     tfew data mixture --tasks anli_r1 winogrande hellaswag --seed 0 --mirror ../shared/data \
         --out results/demo/pretrain/mixture.jsonl
