@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv test demo demo-slurm clean
+.PHONY: venv test demo demo-slurm paper-dry-run clean
 
 venv: $(STAMP)
 
@@ -25,10 +25,16 @@ $(STAMP): pyproject.toml
 test: venv
 	$(BIN)/python -m pytest tests
 
+# The demo replication on this machine's CPUs (workflow/config/demo.yaml, about 165 jobs); prints its wall time.
+# Rerunning it after an interruption finishes the remaining jobs only.
 demo: venv
 	@start=$$(date +%s); \
 	$(BIN)/snakemake --profile workflow/profiles/local --configfile workflow/config/demo.yaml; \
 	status=$$?; echo "demo wall time: $$(( $$(date +%s) - start )) s"; exit $$status
+
+# The paper-size DAG (workflow/config/paper.yaml) built without running or downloading anything: its job table.
+paper-dry-run: venv
+	$(BIN)/snakemake -n --configfile workflow/config/paper.yaml
 
 # The demo through workflow/profiles/slurm on a single-node Slurm cluster that the target starts and stops
 # itself, compared with the local demo run (needs root: it installs Slurm with apt and starts daemons).
