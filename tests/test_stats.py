@@ -315,13 +315,20 @@ def test_task_covered_by_one_side_is_skipped(tmp_path):
 
 
 def test_significance_cli(tmp_path):
-    paths = random_run(tmp_path / "predictions")
+    rows = []
+    for seed in (0, 42):
+        rows += cell_rows("t-few", "rte", seed, "A", [1, 1, 1, 0], "lm+ul+ln", "scratch")
+        rows += cell_rows("t-few", "rte", seed, "B", [1, 1, 0, 0], "lm+ul+ln", "scratch")
+    rows += cell_rows("t0-zero-shot", "rte", -1, "A", [1, 0, 0, 0]) + cell_rows("t0-zero-shot", "rte", -1, "B", [0, 1, 0, 0])
+    path = write_predictions(tmp_path, rows, "run")
     out = tmp_path / "significance"
-    status = main(["significance", "--predictions", *map(str, paths), "--out", str(out),
-                   "--permutations", "199", "--bootstrap-resamples", "200"])
-    assert status == 0
+    assert main(["significance", "--predictions", str(path), "--out", str(out), "--permutations", "199",
+                 "--bootstrap-resamples", "200"]) == 0
     tables = read_significance(out)
     assert set(tables) == set(SIGNIFICANCE_TABLES)
-    assert len(tables["tasks"]) == 21
+    row = tables["tasks"].iloc[0]
+    assert row["comparison"] == "t-few lm+ul+ln scratch [tiny-t5] vs t0-zero-shot [tiny-t5]"
+    assert row["cells"] == 4
+    assert row["mean_difference"] == pytest.approx(0.375)  # 0.75 - 0.25 (A) and 0.5 - 0.25 (B), each seed
 
-    assert main(["significance", "--predictions", *map(str, paths), "--out", str(out), "--confidence", "95"]) == 2
+    assert main(["significance", "--predictions", str(path), "--out", str(out), "--confidence", "95"]) == 2

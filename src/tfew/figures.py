@@ -48,8 +48,8 @@ def accuracy_vs_flops(table1: pd.DataFrame) -> Figure:
     """Plot accuracy against inference FLOPs per example on a log axis (Liu et al. 2022, Figure 3 layout).
 
     Published points are hollow grey circles labelled with their model. Replicated points use the FLOPs of
-    the run's cost table; without one they sit at the published FLOPs of their paper row, and the legend
-    says so. A replicated method with neither is listed under the plot instead of drawn.
+    the run's cost table. Without one they sit at the published FLOPs of their paper row, and the legend
+    states this. A replicated method with neither is listed under the plot instead of drawn.
     """
     sns.set_theme(style="whitegrid")
     figure = Figure(figsize=(7.5, 5))
@@ -90,10 +90,10 @@ def accuracy_vs_flops(table1: pd.DataFrame) -> Figure:
 def loss_ablation(cells: pd.DataFrame, published: pd.DataFrame) -> Figure:
     """Plot median accuracy per task and loss variant as bars with interquartile ranges.
 
-    One panel per (model, initialisation) of the run's T-Few conditions, with error bars from the 25th to
-    the 75th percentile of the cell accuracies (linear interpolation, the same quartiles as
-    `scipy.stats.iqr`), and one panel of the published (IA)^3 medians of Tables 4 to 7 (T0-3B) on the
-    run's tasks, which have no quartiles to draw.
+    One panel per (model, initialisation) of the run's T-Few conditions has error bars from the 25th to the
+    75th percentile of the cell accuracies (linear interpolation, the same quartiles as `scipy.stats.iqr`).
+    A last panel shows the published (IA)^3 medians of Tables 4 to 7 (T0-3B) on the run's tasks, without
+    error bars because the paper gives no quartiles.
     """
     tfew = cells[cells["method"] == "t-few"].assign(accuracy_pct=lambda frame: 100 * frame["accuracy"])
     if tfew.empty:
@@ -180,7 +180,7 @@ def write_report_figures(tables: dict[str, pd.DataFrame], aggregates: dict[str, 
                          reference: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, Figure]:
     """Draw and save every figure of `REPORT_FIGURES`; return them by name.
 
-    `tables` holds the report tables (`table1` is needed), `aggregates` the aggregate tables (`cells`,
+    `tables` contains the report tables (`table1` is needed), `aggregates` the aggregate tables (`cells`,
     `order_cells`) and `reference` the published numbers.
     """
     figures = {
