@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from tfew.errors import TfewError
+from tfew.models import tie_input_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,9 @@ def build_on_meta(architecture: Architecture, min_positions: int = 0) -> nn.Modu
             config = T5Config(**architecture.config, tie_word_embeddings=False)
             # transformers 5 does not apply tie_word_embeddings=False from the constructor; T0 is untied.
             config.tie_word_embeddings = False
-            return T5ForConditionalGeneration(config)
+            model = T5ForConditionalGeneration(config)
+            tie_input_embeddings(model)
+            return model
         settings = dict(architecture.config)
         settings["n_positions"] = max(settings["n_positions"], min_positions)
         return GPT2LMHeadModel(GPT2Config(**settings))
@@ -164,7 +167,10 @@ def model_on_meta(model_dir: Path) -> nn.Module:
     config.pad_token_id = None
     with torch.device("meta"):
         if getattr(config, "is_encoder_decoder", False):
-            return AutoModelForSeq2SeqLM.from_config(config)
+            model = AutoModelForSeq2SeqLM.from_config(config)
+            if hasattr(model, "shared"):
+                tie_input_embeddings(model)
+            return model
         return AutoModelForCausalLM.from_config(config)
 
 
