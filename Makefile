@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 test: venv
 	$(BIN)/python -m pytest tests
 
-# The demo replication on this machine's CPUs (workflow/config/demo.yaml, about 165 jobs); prints its wall time.
+# The demo replication on this machine's CPUs (workflow/config/demo.yaml, 153 jobs); prints its wall time.
 # Rerunning it after an interruption finishes the remaining jobs only.
 demo: venv
 	@start=$$(date +%s); \
