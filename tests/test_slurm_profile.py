@@ -107,13 +107,27 @@ def commented_set_resources_example() -> dict:
     return yaml.safe_load("\n".join(block))["set-resources"]
 
 
-def workflow_rules() -> set[str]:
+@pytest.fixture(scope="module")
+def demo_slurm_dry_run() -> str:
+    """The output of a dry run of the demo config with the overrides of `make demo-slurm`, through the profile.
+    --forceall lists every job, whatever an earlier run left in results/demo-slurm/."""
     result = subprocess.run(
-        [str(SNAKEMAKE), "--list-rules", "--configfile", "workflow/config/demo.yaml"],
+        [
+            str(SNAKEMAKE), "--dry-run", "--forceall", "--profile", "workflow/profiles/slurm",
+            "--configfile", "workflow/config/demo.yaml", str(SCRIPTS / "demo_slurm.yaml"),
+        ],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"},
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return set(result.stdout.split())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def rules_in_job_table(dry_run_output: str) -> set[str]:
+    """Return the rule names of the dry run's job table (`job  count` ... `total  N`)."""
+    table = dry_run_output[dry_run_output.index("Job stats:"):]
+    table = table[:table.index("\ntotal")]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
 
 
 class JobResources(dict):
@@ -123,32 +137,24 @@ class JobResources(dict):
         return self[name]
 
 
-def test_set_resources_example_names_real_rules():
+def test_set_resources_example_names_real_rules(demo_slurm_dry_run):
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     example = commented_set_resources_example()
-    rules = workflow_rules()
+    rules = rules_in_job_table(demo_slurm_dry_run)
     for rule, resources in example.items():
-        assert rule in rules, f"the profile's set-resources example names {rule!r}, which is not a rule"
+        assert rule in rules, f"the profile's set-resources example names {rule!r}, which is not a rule of the demo"
         assert set(resources) <= {"mem_mb", "runtime", "gpu", "gpu_model", "gres", "slurm_extra"}
         set_gres_string(SimpleNamespace(resources=JobResources(resources)))
 
 
-def test_dry_run_of_demo_slurm_config():
+def test_dry_run_of_demo_slurm_config(demo_slurm_dry_run):
     """The demo config with the overrides of `make demo-slurm` passes the schema and builds its DAG through the
     profile, and the target rule carries the profile's partition and account."""
-    result = subprocess.run(
-        [
-            str(SNAKEMAKE), "--dry-run", "--profile", "workflow/profiles/slurm",
-            "--configfile", "workflow/config/demo.yaml", str(SCRIPTS / "demo_slurm.yaml"),
-        ],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"},
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "results/demo-slurm/" in result.stdout
-    resources = re.search(r"^rule all:\n(?:    .*\n)*?    resources: (.*)$", result.stdout, flags=re.MULTILINE)
-    assert resources is not None, result.stdout[-3000:]
+    assert "results/demo-slurm/" in demo_slurm_dry_run
+    assert "train_ia3" in rules_in_job_table(demo_slurm_dry_run)
+    resources = re.search(r"^rule all:\n(?:    .*\n)*?    resources: (.*)$", demo_slurm_dry_run, flags=re.MULTILINE)
+    assert resources is not None, demo_slurm_dry_run[-3000:]
     assert "slurm_partition=gpu" in resources.group(1)
     assert "slurm_account=tfew" in resources.group(1)
 
@@ -174,7 +180,7 @@ def copy_run(run: Path, destination: Path) -> Path:
     return destination
 
 
-def test_compare_runs_ignores_config_hash(demo_like_run, tmp_path):
+def test_compare_runs_ignores_run_identity(demo_like_run, tmp_path):
     import pandas as pd
 
     compare_runs = load_script("compare_runs")
@@ -182,6 +188,7 @@ def test_compare_runs_ignores_config_hash(demo_like_run, tmp_path):
     for path in (other / "predictions").rglob("*.csv"):
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
         table["config_hash"] = "0123456789abcdef"
+        table["git_commit"] = "another-commit"
         table.to_csv(path, index=False)
 
     comparison = compare_runs.compare_runs(demo_like_run, other)
@@ -189,6 +196,8 @@ def test_compare_runs_ignores_config_hash(demo_like_run, tmp_path):
     assert comparison.equal
     assert comparison.files >= 2
     assert comparison.rows > 0
+    assert "another-commit" in comparison.candidate_commits
+    assert comparison.reference_commits != comparison.candidate_commits
 
 
 def test_compare_runs_finds_changed_score(demo_like_run, tmp_path):

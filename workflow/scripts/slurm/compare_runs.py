@@ -4,9 +4,11 @@
 
 `make demo-slurm` uses it to compare the SLURM run of the demo config with the local run. It compares every CSV
 file under the given table folders (by default `predictions/` and `aggregate/`): the same files, the same
-columns, the same rows in the same order, and the same text in every cell. Columns that identify the run rather
-than its results, such as the config hash (which covers `run_name`), are left out. Exit status 0 means equal,
-1 means a difference, which is printed with its file, column and first differing rows.
+columns, the same rows in the same order, and the same text in every cell. Columns that identify the run
+rather than its results are left out: the config hash (which covers `run_name`) and the git commit. Differing
+commits are reported on their own, because snakemake does not rerun jobs when only the package's code changes,
+so results computed at another commit may differ for that reason alone. Exit status 0 means equal, 1 means a
+difference, which is printed with its file, column and first differing rows.
 """
 
 from __future__ import annotations
@@ -23,19 +25,24 @@ logger = logging.getLogger("compare_runs")
 
 DEFAULT_TABLES = ("predictions", "aggregate")
 
-# Columns that differ between runs of one config by design: the hash covers the whole config, run name included.
-RUN_IDENTITY_COLUMNS = ("config_hash", "run_name")
+# Columns that differ between runs of one config by design: the hash covers the whole config, run name included,
+# and the commit changes whenever anything is committed between the two runs.
+RUN_IDENTITY_COLUMNS = ("config_hash", "run_name", "git_commit")
 
 MAX_ROWS_SHOWN = 5
+MAX_DIFFERENCES_SHOWN = 20
 
 
 @dataclass
 class Comparison:
-    """Outcome of comparing two runs: counts of what matched, and one message per difference."""
+    """Outcome of comparing two runs: counts of what matched, one message per difference, and the git commits
+    recorded in each run's rows."""
 
     files: int = 0
     rows: int = 0
     differences: list[str] = field(default_factory=list)
+    reference_commits: set[str] = field(default_factory=set)
+    candidate_commits: set[str] = field(default_factory=set)
 
     @property
     def equal(self) -> bool:
@@ -72,10 +79,10 @@ def compare_table(reference: pd.DataFrame, candidate: pd.DataFrame, name: str, i
         if not unequal.any():
             continue
         rows = list(unequal[unequal].index[:MAX_ROWS_SHOWN])
-        shown = "; ".join(
+        examples = "; ".join(
             f"row {row}: {reference.at[row, column]!r} vs {candidate.at[row, column]!r}" for row in rows
         )
-        differences.append(f"{name}: column {column!r} differs in {int(unequal.sum())} rows, first {shown}")
+        differences.append(f"{name}: column {column!r} differs in {int(unequal.sum())} rows, first {examples}")
     return differences
 
 
@@ -100,6 +107,8 @@ def compare_runs(
     for relative in sorted(reference_files & candidate_files):
         reference = read_table(reference_dir / relative)
         candidate = read_table(candidate_dir / relative)
+        comparison.reference_commits.update(reference.get("git_commit", []))
+        comparison.candidate_commits.update(candidate.get("git_commit", []))
         comparison.differences.extend(compare_table(reference, candidate, str(relative), ignore))
         comparison.files += 1
         comparison.rows += len(reference)
@@ -131,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
     comparison = compare_runs(args.reference, args.candidate, tuple(args.tables), tuple(args.ignore_columns))
+    if comparison.reference_commits != comparison.candidate_commits:
+        logger.warning(
+            "the runs come from different code: %s was computed at commit(s) %s, %s at %s; to compare results of "
+            "the same code, delete %s and run the workflow for it again",
+            args.reference, ", ".join(sorted(comparison.reference_commits)),
+            args.candidate, ", ".join(sorted(comparison.candidate_commits)), args.reference,
+        )
     if comparison.equal:
         logger.info(
             "%s and %s match: %d files, %d rows, every column except %s",
@@ -138,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    logger.error("%s and %s differ:", args.reference, args.candidate)
-    for difference in comparison.differences:
+    logger.error("%s and %s differ in %d places:", args.reference, args.candidate, len(comparison.differences))
+    for difference in comparison.differences[:MAX_DIFFERENCES_SHOWN]:
         logger.error("  %s", difference)
+    if len(comparison.differences) > MAX_DIFFERENCES_SHOWN:
+        logger.error("  ... and %d more", len(comparison.differences) - MAX_DIFFERENCES_SHOWN)
     return 1
 
 

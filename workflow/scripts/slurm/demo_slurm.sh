@@ -164,15 +164,22 @@ main() {
     run_demo
     record_time "demo through SLURM" $((SECONDS - started))
 
+    # The remaining checks are independent, so each runs even when an earlier one fails.
+    local failed=()
     started=$SECONDS
-    "$PYTHON" "$SCRIPT_DIR/compare_runs.py" "results/$LOCAL_RUN" "results/$SLURM_RUN"
+    "$PYTHON" "$SCRIPT_DIR/compare_runs.py" "results/$LOCAL_RUN" "results/$SLURM_RUN" \
+        || failed+=("results differ from the local run")
     "$PYTHON" "$SCRIPT_DIR/check_accounting.py" --since "$run_start" --partition "$SLURM_CI_PARTITION" \
-        --account "$SLURM_CI_ACCOUNT" --gpu-rules "$GPU_RULES"
+        --account "$SLURM_CI_ACCOUNT" --gpu-rules "$GPU_RULES" || failed+=("accounting check")
     record_time "comparison with the local run and accounting check" $((SECONDS - started))
 
     started=$SECONDS
-    check_failure_report
+    check_failure_report || failed+=("failing-job report")
     record_time "failing-job check" $((SECONDS - started))
+
+    if [ "${#failed[@]}" -gt 0 ]; then
+        fail "failed checks: $(printf '%s; ' "${failed[@]}")"
+    fi
 }
 
 main "$@"
