@@ -218,6 +218,25 @@ def test_compare_runs_finds_changed_score(demo_like_run, tmp_path):
     assert compare_runs.main([str(demo_like_run), str(other)]) == 1
 
 
+def test_compare_runs_data_hashes(demo_like_run, tmp_path):
+    """The hash of a vector file, which records the config hash, may differ; the hash of a data file may not."""
+    import pandas as pd
+
+    compare_runs = load_script("compare_runs")
+    other = copy_run(demo_like_run, tmp_path / "demo-slurm")
+    path = next((other / "predictions").rglob("*.csv"))
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table["data_hashes"] = table["data_hashes"] + ";vectors.safetensors:0123456789abcdef"
+    table.to_csv(path, index=False)
+    assert compare_runs.compare_runs(demo_like_run, other).equal
+
+    table["data_hashes"] = "eval.jsonl:0123456789abcdef"
+    table.to_csv(path, index=False)
+    comparison = compare_runs.compare_runs(demo_like_run, other)
+    assert len(comparison.differences) == 1
+    assert "'data_hashes'" in comparison.differences[0]
+
+
 def test_compare_runs_finds_missing_file(demo_like_run, tmp_path):
     compare_runs = load_script("compare_runs")
     other = copy_run(demo_like_run, tmp_path / "demo-slurm")

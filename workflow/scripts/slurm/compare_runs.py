@@ -4,11 +4,14 @@
 
 `make demo-slurm` uses it to compare the SLURM run of the demo config with the local run. It compares every CSV
 file under the given table folders (by default `predictions/` and `aggregate/`): the same files, the same
-columns, the same rows in the same order, and the same text in every cell. Columns that identify the run
-rather than its results are left out: the config hash (which covers `run_name`) and the git commit. Differing
-commits are reported on their own, because snakemake does not rerun jobs when only the package's code changes,
-so results computed at another commit may differ for that reason alone. Exit status 0 means equal, 1 means a
-difference, which is printed with its file, column and first differing rows.
+columns, the same rows in the same order, and the same text in every cell.
+
+What identifies the run rather than its results is left out: the config hash (which covers `run_name`), the git
+commit, and within `data_hashes` the hashes of (IA)^3 vector files, whose metadata records the config hash.
+Differing commits are reported on their own, because snakemake does not rerun jobs when only the package's code
+changes, so results computed at another commit may differ for that reason alone.
+
+Exit status 0 means equal, 1 means a difference, which is printed with its file, column and first differing rows.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ DEFAULT_TABLES = ("predictions", "aggregate")
 # Columns that differ between runs of one config by design: the hash covers the whole config, run name included,
 # and the commit changes whenever anything is committed between the two runs.
 RUN_IDENTITY_COLUMNS = ("config_hash", "run_name", "git_commit")
+
+# Files listed in `data_hashes` whose bytes differ between runs of one config: (IA)^3 vector files carry the run's
+# provenance, config hash included, in their metadata. The vectors themselves are compared through the scores.
+RUN_STAMPED_FILES = ("vectors.safetensors",)
 
 MAX_ROWS_SHOWN = 5
 MAX_DIFFERENCES_SHOWN = 20
@@ -63,10 +70,24 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def drop_run_stamped_hashes(data_hashes: str) -> str:
+    """Remove the `name:sha256` entries of RUN_STAMPED_FILES from a `data_hashes` cell."""
+    entries = [entry for entry in data_hashes.split(";") if entry.split(":")[0] not in RUN_STAMPED_FILES]
+    return ";".join(entries)
+
+
+def comparable(table: pd.DataFrame, ignore: tuple[str, ...]) -> pd.DataFrame:
+    """Return the table without run-identity columns and without the hashes of run-stamped files."""
+    table = table.drop(columns=[column for column in ignore if column in table.columns])
+    if "data_hashes" in table.columns:
+        table = table.assign(data_hashes=table["data_hashes"].map(drop_run_stamped_hashes))
+    return table
+
+
 def compare_table(reference: pd.DataFrame, candidate: pd.DataFrame, name: str, ignore: tuple[str, ...]) -> list[str]:
     """Return one message per difference between two versions of a table; empty when they are equal."""
-    reference = reference.drop(columns=[column for column in ignore if column in reference.columns])
-    candidate = candidate.drop(columns=[column for column in ignore if column in candidate.columns])
+    reference = comparable(reference, ignore)
+    candidate = comparable(candidate, ignore)
 
     if list(reference.columns) != list(candidate.columns):
         return [f"{name}: columns differ: {list(reference.columns)} vs {list(candidate.columns)}"]
@@ -149,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if comparison.equal:
         logger.info(
-            "%s and %s match: %d files, %d rows, every column except %s",
+            "%s and %s match: %d files, %d rows, every column except %s (and the hashes of %s)",
             args.reference, args.candidate, comparison.files, comparison.rows, ", ".join(args.ignore_columns),
+            ", ".join(RUN_STAMPED_FILES),
         )
         return 0
 
