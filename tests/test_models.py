@@ -1,5 +1,6 @@
 """The tiny T5 has T0's architecture and a tokenizer that does not map words to <unk>."""
 
+import pytest
 import torch
 
 from tfew.models import load_seq2seq, load_tokenizer
@@ -58,3 +59,37 @@ def test_checkpoint_with_only_shared_embedding_loads(tmp_path):
     assert torch.equal(loaded.encoder.embed_tokens.weight, model.shared.weight)
     assert torch.equal(loaded.decoder.embed_tokens.weight, model.shared.weight)
     assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_checkpoint_missing_weight_rejected(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from tfew.errors import TfewError
+    from tfew.models import TinyT5Shape, build_tiny_t5
+
+    build_tiny_t5(TinyT5Shape(), vocab_size=500, seed=1).save_pretrained(tmp_path)
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    weights.pop("lm_head.weight")
+    save_file(weights, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+
+    with pytest.raises(TfewError) as error:
+        load_seq2seq(tmp_path)
+    assert "lm_head.weight" in str(error.value)
+    assert str(tmp_path) in str(error.value)
+
+
+def test_load_report_not_printed(tiny_model_dir):
+    """transformers' report would call the tied input embeddings newly initialized, which misleads."""
+    import logging
+
+    # transformers' own logger does not propagate, so the test listens to it directly.
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    transformers_logger = logging.getLogger("transformers")
+    transformers_logger.addHandler(handler)
+    try:
+        load_seq2seq(tiny_model_dir)
+    finally:
+        transformers_logger.removeHandler(handler)
+    assert not [record for record in records if "LOAD REPORT" in record.getMessage()]

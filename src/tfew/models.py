@@ -132,8 +132,17 @@ def build_tiny_model(texts: list[str], out_dir: Path, shape: TinyT5Shape, seed: 
     log.info("built tiny T5 (%d parameters, vocabulary %d) in %s", model.num_parameters(), len(tokenizer), out_dir)
 
 
+# Keys that a T5 checkpoint may omit because they are the same tensor as `shared.weight`: safetensors stores a
+# shared tensor once. tie_input_embeddings re-ties them after loading, so their absence loses nothing.
+TIED_INPUT_EMBEDDING_KEYS = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
+
+
 def load_seq2seq(path: Path, dtype: torch.dtype = torch.float32):
-    """Load a T5-family model, keeping the output layer untied when its saved config says so."""
+    """Load a T5-family model, keeping the output layer untied when its saved config sets tie_word_embeddings=False.
+
+    Raises when the checkpoint lacks any weight other than the tied input embeddings, because transformers
+    fills such weights with random values and only logs a warning.
+    """
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
     path = Path(path)
@@ -145,10 +154,39 @@ def load_seq2seq(path: Path, dtype: torch.dtype = torch.float32):
     if saved.get("tie_word_embeddings") is False:
         # Same transformers 5 behaviour as in build_tiny_t5: the saved flag is not applied on load.
         config.tie_word_embeddings = False
-    model = AutoModelForSeq2SeqLM.from_pretrained(str(path), config=config, dtype=dtype)
+
+    # transformers logs its load report as a warning that calls the tied input embeddings "newly initialized",
+    # which is untrue once they are re-tied below. The report is checked here instead.
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    level = report_logger.level
+    report_logger.setLevel(logging.ERROR)
+    try:
+        model, loading_info = AutoModelForSeq2SeqLM.from_pretrained(
+            str(path), config=config, dtype=dtype, output_loading_info=True
+        )
+    finally:
+        report_logger.setLevel(level)
+    check_loading_info(loading_info, path)
+
     if hasattr(model, "shared"):
         tie_input_embeddings(model)
     return model
+
+
+def check_loading_info(loading_info: dict, path: Path) -> None:
+    """Raise on weights missing from a checkpoint (tied input embeddings aside); log unexpected ones."""
+    missing = sorted(set(loading_info.get("missing_keys", [])) - TIED_INPUT_EMBEDDING_KEYS)
+    if missing:
+        listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise TfewError(
+            f"the checkpoint in {path} has no weights for {listed}; transformers would fill them with random values. "
+            "Check that config.json matches the weight files, or download the model again with `tfew model download`"
+        )
+
+    unexpected = sorted(loading_info.get("unexpected_keys", []))
+    if unexpected:
+        log.warning("%s: %d checkpoint weights match no parameter of the model and were ignored: %s",
+                    path, len(unexpected), ", ".join(unexpected[:5]))
 
 
 def read_model_identity(path: Path) -> dict:
