@@ -75,6 +75,8 @@ def test_per_template_and_per_seed(tmp_path):
     assert per_template.loc[("rte", "C"), "min"] == pytest.approx(0.25)
     assert per_template.loc[("rte", "C"), "max"] == pytest.approx(0.75)
     assert per_template.loc[("cb", "only"), "seeds"] == 3
+    assert per_template.loc[("cb", "only"), "examples"] == 5
+    assert per_template.loc[("rte", "A"), "examples"] == 4
 
     per_seed = tables["per_seed"].set_index(["task", "seed"])
     assert per_seed.loc[("rte", 0), "median"] == pytest.approx(0.5)  # templates: 0.5, 0.75, 0.25
@@ -192,3 +194,43 @@ def test_aggregate_real_predictions(rte_data, tiny_model_dir, tmp_path):
     assert 0.0 <= per_task["median"] <= 1.0
     assert tables["cells"]["examples"].eq(8).all()
     assert tables["provenance"]["model_name"].iloc[0] == pd.read_csv(predictions)["model_name"].iloc[0]
+
+
+@pytest.fixture(scope="module")
+def copa_render_stats(mirror, tmp_path_factory):
+    """Render counts of all 12 original COPA templates on the real validation rows, four of which skip rows."""
+    from tfew.prepare import prepare_task
+
+    out = tmp_path_factory.mktemp("copa-data")
+    prepare_task("copa", [0], out, mirror, templates="original")
+    return out / "render_stats.json"
+
+
+def test_render_counts_join_per_template(copa_render_stats, tmp_path):
+    import json
+
+    eval_stats = json.loads(copa_render_stats.read_text())["render_stats"]["eval"]
+    effect_only = "…As a result, C1 or C2?"
+    rows = cell_rows("t-few", "copa", 0, effect_only, [1, 0], "lm", "scratch")
+    rows += cell_rows("t-few", "copa", 0, "best_option", [1, 1], "lm", "scratch")
+    paths = [write_predictions(tmp_path, rows, "copa")]
+
+    status = main(["aggregate", "--predictions", *map(str, paths), "--render-counts", str(copa_render_stats),
+                   "--out", str(tmp_path / "aggregate")])
+    assert status == 0
+    table = read_tables(tmp_path / "aggregate")["per_template"].set_index("template")
+    assert table.loc[effect_only, "eval_skipped"] == eval_stats[effect_only]["skipped"]
+    assert table.loc[effect_only, "eval_skipped"] > 0
+    assert table.loc[effect_only, "eval_rows"] == eval_stats[effect_only]["rendered"]
+    assert table.loc["best_option", "eval_skipped"] == 0
+    assert table.loc["best_option", "eval_rows"] == 100
+
+
+def test_render_counts_missing_template(copa_render_stats, tmp_path):
+    rows = cell_rows("t-few", "copa", 0, "not a copa template", [1, 0], "lm", "scratch")
+    paths = [write_predictions(tmp_path, rows, "copa")]
+    with pytest.raises(TfewError) as error:
+        aggregate(paths, tmp_path / "aggregate", render_counts=[copa_render_stats])
+    assert "copa/not a copa template" in str(error.value)
+    assert str(copa_render_stats) in str(error.value)
+    assert not (tmp_path / "aggregate" / "per_template.csv").exists()

@@ -10,7 +10,11 @@ and use seed -1. In-context learning rows may carry an `order` column: order 0 i
 order that every statistic uses, and orders 1..K are permuted re-runs that only the order-sensitivity tables
 read.
 
-    tfew aggregate --predictions results/demo/predictions/*/*/*/*/*.csv --out results/demo/aggregate
+With `--render-counts`, the per-template table also gives, per template, how many evaluation rows it
+rendered and how many it skipped (rows a template does not apply to), from each task's render_stats.json.
+
+    tfew aggregate --predictions results/demo/predictions/*/*/*/*/*.csv \
+        --render-counts results/demo/data/*/render_stats.json --out results/demo/aggregate
 """
 
 from __future__ import annotations
@@ -162,10 +166,43 @@ def overall_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_template(cells: pd.DataFrame) -> pd.DataFrame:
-    """Return each template's accuracy per condition: median, minimum and maximum over few-shot seeds."""
-    grouped = cells.groupby(CONDITION_COLUMNS + ["template"], dropna=False)["accuracy"]
-    table = grouped.agg(median="median", min="min", max="max", seeds="size")
+    """Return each template's accuracy per condition: median, minimum and maximum over few-shot seeds.
+
+    `examples` is the largest number of examples scored in one of the template's cells. A run that scores a
+    subset (ICL's `--max-examples`) has fewer examples than evaluation rows.
+    """
+    grouped = cells.groupby(CONDITION_COLUMNS + ["template"], dropna=False)
+    table = grouped.agg(median=("accuracy", "median"), min=("accuracy", "min"), max=("accuracy", "max"),
+                        seeds=("accuracy", "size"), examples=("examples", "max"))
     return table.reset_index()
+
+
+def read_eval_render_counts(paths: list[Path]) -> pd.DataFrame:
+    """Return the evaluation split's rows rendered and skipped per (task, template) from render count files."""
+    from tfew.prepare import read_render_counts
+
+    records = [row for path in paths for row in read_render_counts(path) if row["split"] == "eval"]
+    columns = ["task", "template", "eval_rows", "eval_skipped"]
+    if not records:
+        return pd.DataFrame(columns=columns)
+    counts = pd.DataFrame.from_records(records).rename(columns={"rendered": "eval_rows", "skipped": "eval_skipped"})
+    return counts[columns]
+
+
+def attach_render_counts(table: pd.DataFrame, counts: pd.DataFrame, sources: list[Path]) -> pd.DataFrame:
+    """Add `eval_rows` and `eval_skipped` to a per-template table, joined on (task, template).
+
+    Raises TfewError when a template of the table has no counts, so that no template's count is lost.
+    """
+    joined = table.merge(counts, on=["task", "template"], how="left", validate="many_to_one")
+    missing = joined[joined["eval_rows"].isna()][["task", "template"]].drop_duplicates()
+    if not missing.empty:
+        pairs = ", ".join(f"{row.task}/{row.template}" for row in missing.itertuples())
+        raise TfewError(
+            f"no evaluation render counts for {pairs} in {', '.join(str(path) for path in sources)}; pass the "
+            "render_stats.json of every task in the predictions, written by `tfew data prepare`"
+        )
+    return joined.astype({"eval_rows": int, "eval_skipped": int})
 
 
 def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
@@ -263,10 +300,21 @@ def read_tables(aggregate_dir: Path) -> dict[str, pd.DataFrame]:
     return read_csv_tables(aggregate_dir, TABLE_NAMES, "tfew aggregate")
 
 
-def aggregate(paths: list[Path], out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Write every aggregate table (see `TABLE_NAMES`) to `out_dir` as CSV and return them."""
+def aggregate(paths: list[Path], out_dir: Path, render_counts: list[Path] | None = None) -> dict[str, pd.DataFrame]:
+    """Write every aggregate table (see `TABLE_NAMES`) to `out_dir` as CSV and return them.
+
+    `render_counts` (render_stats.json or render_counts.csv files) adds each template's evaluation rows and
+    skipped rows to the per-template table.
+    """
     predictions = read_predictions(paths)
     tables = summarise(predictions)
+    if render_counts:
+        counts = read_eval_render_counts(render_counts)
+        tables["per_template"] = attach_render_counts(tables["per_template"], counts, render_counts)
+        skipped = counts[counts["eval_skipped"] > 0]
+        for row in skipped.itertuples():
+            log.info("%s: template %r skipped %d of %d evaluation rows", row.task, row.template, row.eval_skipped,
+                     row.eval_rows + row.eval_skipped)
     write_tables(tables, Path(out_dir))
     conditions = tables["per_task"][CONDITION_COLUMNS].drop_duplicates()
     log.info(

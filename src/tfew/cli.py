@@ -58,6 +58,8 @@ def _run_model_tiny(args) -> None:
 def _add_aggregate_command(commands) -> None:
     aggregate = commands.add_parser("aggregate", help="median and IQR over seeds x templates")
     aggregate.add_argument("--predictions", type=Path, nargs="+", required=True)
+    aggregate.add_argument("--render-counts", type=Path, nargs="+",
+                           help="render_stats.json of each task: adds rendered and skipped rows per template")
     aggregate.add_argument("--out", type=Path, required=True, help="output folder")
     aggregate.set_defaults(handler=_run_aggregate)
 
@@ -65,7 +67,7 @@ def _add_aggregate_command(commands) -> None:
 def _run_aggregate(args) -> None:
     from tfew.aggregate import aggregate
 
-    aggregate(args.predictions, args.out)
+    aggregate(args.predictions, args.out, render_counts=args.render_counts)
 
 
 def _add_notebook_command(commands) -> None:

@@ -282,11 +282,17 @@ def tfew_ablation_table(per_task: pd.DataFrame, reference: dict[str, pd.DataFram
 
 
 def per_template_table(per_template: pd.DataFrame) -> pd.DataFrame:
-    """Format per-template accuracy (median, min and max over seeds) in percent."""
+    """Format per-template accuracy (median, min and max over seeds) in percent.
+
+    `examples` is the most examples scored in one cell. When the aggregation had render counts, `eval_rows` and
+    `eval_skipped` give how many evaluation rows each template rendered and how many it could not render.
+    """
     table = with_labels(_percent(per_template, {"median": "median_pct", "min": "min_pct", "max": "max_pct"}))
     table = table.iloc[np.lexsort((table["template"].to_numpy(dtype=str), table["condition"].to_numpy(dtype=str),
                                    _task_sort_key(table["task"]).to_numpy()))]
-    return table[["task", "condition", "template", "median_pct", "min_pct", "max_pct", "seeds"]].reset_index(drop=True)
+    columns = ["task", "condition", "template", "median_pct", "min_pct", "max_pct", "seeds"]
+    columns += [column for column in ("examples", "eval_rows", "eval_skipped") if column in table.columns]
+    return table[columns].reset_index(drop=True)
 
 
 def per_seed_table(per_seed: pd.DataFrame) -> pd.DataFrame:

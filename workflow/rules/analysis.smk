@@ -15,6 +15,7 @@ from tfew.stats import SIGNIFICANCE_TABLES
 rule aggregate:
     input:
         predictions=prediction_files(),
+        render_counts=expand(f"{RESULTS}/data/{{task}}/render_stats.json", task=TASKS),
     output:
         expand(f"{RESULTS}/aggregate/{{name}}.csv", name=AGGREGATE_TABLES),
     params:
@@ -29,7 +30,8 @@ rule aggregate:
     resources:
         **resources_for("analysis"),
     shell:
-        "tfew aggregate --predictions {input.predictions} --out {params.out} > {log} 2>&1"
+        "tfew aggregate --predictions {input.predictions} --render-counts {input.render_counts} "
+        "--out {params.out} > {log} 2>&1"
 
 
 rule significance:
