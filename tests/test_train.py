@@ -346,6 +346,16 @@ def test_checkpoint_of_other_settings_rejected(tiny_model_dir, few_shot_file, tm
         train(tiny_model_dir, few_shot_file, tmp_path, "rte", replace(CONFIG, loss="lm"))
 
 
+def test_truncated_checkpoint_rejected(tiny_model_dir, few_shot_file, tmp_path):
+    train(tiny_model_dir, few_shot_file, tmp_path, "rte", replace(CONFIG), max_steps_this_run=3)
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(TfewError) as error:
+        train(tiny_model_dir, few_shot_file, tmp_path, "rte", replace(CONFIG))
+    assert f"checkpoint {checkpoint} cannot be read" in str(error.value)
+    assert "delete it to restart" in str(error.value)
+
+
 def test_rows_of_other_task_rejected(tiny_model_dir, few_shot_file, tmp_path):
     with pytest.raises(TfewError, match="contains rows of task\\(s\\) \\['rte'\\], but --task is 'cb'"):
         train(tiny_model_dir, few_shot_file, tmp_path, "cb", replace(CONFIG))

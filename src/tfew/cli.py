@@ -1,9 +1,9 @@
 """The `tfew` command line: every workflow step is one subcommand, so each also runs by hand.
 
     tfew data prepare --task rte --seeds 0 42 --mirror ../shared/data --out results/demo/data/rte
-    tfew model tiny --texts results/demo/data/*/eval.jsonl --out results/demo/model
-    tfew train --model results/demo/model --train .../few_shot_seed0.jsonl --task rte --seed 0 --out DIR
-    tfew evaluate --model results/demo/model --data .../eval.jsonl --vectors DIR/vectors.safetensors --out FILE
+    tfew model tiny --texts results/demo/data/*/eval.jsonl --out results/demo/models/tiny-t0
+    tfew train --model results/demo/models/tiny-t0 --train .../few_shot_seed0.jsonl --task rte --seed 0 --out DIR
+    tfew evaluate --model results/demo/models/tiny-t0 --data .../eval.jsonl --vectors DIR/vectors.safetensors --out FILE
     tfew aggregate --predictions FILE... --out results/demo/aggregate
     tfew significance --predictions FILE... --out results/demo/significance
     tfew report --aggregate results/demo/aggregate --significance results/demo/significance --out paper_figures/demo
@@ -116,10 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args)
     except TfewError as error:
-        log.error("%s", error)
-        print(f"tfew: error: {error}", file=sys.stderr)
-        return 2
+        return _report_error(str(error))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
+        # A path given on the command line that cannot be read; other OSErrors keep their traceback.
+        if error.filename is None:
+            raise
+        return _report_error(f"{error.strerror}: {error.filename}; check the path")
     return 0
+
+
+def _report_error(message: str) -> int:
+    """Print one error line for the user and return the exit status 2.
+
+    The message goes to stderr once. The log records it at debug level only, because job logs capture stderr
+    and would otherwise show it twice.
+    """
+    log.debug("command failed: %s", message)
+    print(f"tfew: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tfew.errors import TfewError
+
 
 def add_commands(commands) -> None:
     """Register the `data` command group on the top-level parser."""
@@ -49,6 +51,12 @@ def _add_prepare(data_commands) -> None:
 def _run_prepare(args) -> None:
     from tfew.prepare import prepare_task
 
+    for option, value in (("--max-eval-examples", args.max_eval_examples), ("--shots", args.shots)):
+        if value is not None and value < 1:
+            raise TfewError(f"{option} must be a positive integer, got {value}")
+    repeated = sorted({seed for seed in args.seeds if args.seeds.count(seed) > 1})
+    if repeated:
+        raise TfewError(f"--seeds lists {repeated} more than once; give each few-shot seed once")
     prepare_task(
         args.task, args.seeds, args.out, None if args.hub else args.mirror, args.max_eval_examples,
         few_shot_source=args.few_shot, num_shots=args.shots, templates=args.templates,
@@ -132,7 +140,6 @@ def _add_import_story_cloze(data_commands) -> None:
 
 
 def _run_import_story_cloze(args) -> None:
-    from tfew.errors import TfewError
     from tfew.export import import_story_cloze, import_story_cloze_dir
 
     if args.csv_dir is not None:

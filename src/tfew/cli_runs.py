@@ -33,8 +33,18 @@ def add_commands(commands) -> None:
 def _set_threads(threads: int) -> None:
     import torch
 
+    if threads < 0:
+        raise TfewError(f"--threads must be 0 (torch's default) or a positive number of threads, got {threads}")
     if threads:
         torch.set_num_threads(threads)
+
+
+def _require_positive(args, *names: str) -> None:
+    """Raise for an option that must be a positive integer when given; None means the option was left out."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise TfewError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
 def _add_train_command(commands) -> None:
@@ -99,7 +109,8 @@ def _add_evaluate_command(commands) -> None:
     evaluate.add_argument("--model", type=Path, required=True, help="backbone folder")
     evaluate.add_argument("--data", type=Path, required=True, help="rendered evaluation JSONL")
     evaluate.add_argument("--vectors", type=Path, help="(IA)^3 vectors; omit for zero-shot")
-    evaluate.add_argument("--method", required=True, help="method label written to every row: t-few or t0-zero-shot")
+    evaluate.add_argument("--method", required=True, choices=["t-few", "t0-zero-shot"],
+                          help="t-few (with --vectors) or t0-zero-shot (the backbone alone)")
     evaluate.add_argument("--task", required=True, help="task name from `tfew data list`")
     evaluate.add_argument("--seed", type=int, default=-1, help="few-shot seed of the vectors (-1 for none)")
     evaluate.add_argument("--loss-variant", default="none", help="loss variant of the vectors (none for zero-shot)")
@@ -110,13 +121,27 @@ def _add_evaluate_command(commands) -> None:
 
 
 def _run_evaluate(args) -> None:
-    from tfew.evaluate import evaluate
+    from tfew.evaluate import ZERO_SHOT_METHOD, evaluate
 
+    _require_positive(args, "batch_size", "max_examples", "max_input_length")
+    if args.method == ZERO_SHOT_METHOD:
+        _check_zero_shot_columns(args)
     _set_threads(args.threads)
     columns = {"method": args.method, "task": args.task, "seed": args.seed,
                "loss_variant": args.loss_variant, "init": args.init}
     evaluate(args.model, args.data, args.out, columns, args.vectors, args.batch_size, args.max_examples,
              length_normalize=args.length_normalize, max_input_length=args.max_input_length, device=args.device)
+
+
+def _check_zero_shot_columns(args) -> None:
+    """Raise when a zero-shot run is given a few-shot seed, loss variant or initialisation: it has none."""
+    options = {"--seed": (args.seed, -1), "--loss-variant": (args.loss_variant, "none"), "--init": (args.init, "none")}
+    wrong = [f"{option} {value}" for option, (value, expected) in options.items() if value != expected]
+    if wrong:
+        raise TfewError(
+            f"a t0-zero-shot run trains nothing, so it has no {', '.join(wrong)}; leave these options out "
+            "(they default to --seed -1 --loss-variant none --init none)"
+        )
 
 
 def _add_icl_command(commands) -> None:
@@ -140,6 +165,7 @@ def _add_icl_command(commands) -> None:
 def _run_icl(args) -> None:
     from tfew.icl import IclConfig, run_icl
 
+    _require_positive(args, "max_examples")
     _set_threads(args.threads)
     config = IclConfig(
         mode=args.mode, seed=args.seed, orders=args.orders, max_context=args.max_context,

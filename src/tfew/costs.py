@@ -17,7 +17,7 @@ training cost is about two thirds of the formula's 3N: the backbone is frozen, s
 no weight gradients.
 
     tfew costs --preset paper-table1 --out results/paper/costs/table1.csv
-    tfew costs --model results/demo/model --data results/demo/data/rte/eval.jsonl \
+    tfew costs --model results/demo/models/tiny-t0 --data results/demo/data/rte/eval.jsonl \
         --train results/demo/data/rte/few_shot_seed0.jsonl --out results/demo/costs/model.csv
 """
 
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from tfew.errors import TfewError
-from tfew.models import tie_input_embeddings
+from tfew.models import require_model_dir, tie_input_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,9 @@ def model_on_meta(model_dir: Path) -> nn.Module:
     """Build a saved model's architecture on the meta device from its config.json."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+    model_dir = require_model_dir(model_dir)
     config = AutoConfig.from_pretrained(str(model_dir))
-    saved = json.loads((Path(model_dir) / "config.json").read_text())
+    saved = json.loads((model_dir / "config.json").read_text())
     if saved.get("tie_word_embeddings") is False:
         # transformers 5 does not apply a saved tie_word_embeddings=False (see tfew.models.load_seq2seq).
         config.tie_word_embeddings = False

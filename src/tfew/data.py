@@ -70,6 +70,13 @@ class Rows(list):
 
 def read_jsonl(path: Path, required_fields: tuple[str, ...] = ()) -> Rows:
     """Read a JSONL file, rejecting malformed lines and rows that lack a required field."""
+    path = Path(path)
+    if not path.is_file():
+        problem = "is a folder, not a JSONL file" if path.is_dir() else "not found"
+        raise DataNotFoundError(
+            f"{path}: {problem}; check the path (the rendered evaluation and few-shot files of a task are written "
+            "by `tfew data prepare`)"
+        )
     rows = []
     lines = []
     with open(path, encoding="utf-8") as handle:

@@ -5,10 +5,10 @@ later number (accuracy under either scoring rule included) can be recomputed fro
 evaluation is the same command without (IA)^3 vectors. A second, small CSV next to the predictions holds the
 accuracy per template.
 
-    tfew evaluate --model results/demo/model --data results/demo/data/rte/eval.jsonl \
+    tfew evaluate --model results/demo/models/tiny-t0 --data results/demo/data/rte/eval.jsonl \
         --vectors results/demo/train/rte/lm+ul+ln/0/vectors.safetensors --method t-few --task rte \
         --seed 0 --loss-variant lm+ul+ln --init scratch --out predictions.csv
-    tfew evaluate --model results/demo/model --data results/demo/data/rte/eval.jsonl \
+    tfew evaluate --model results/demo/models/tiny-t0 --data results/demo/data/rte/eval.jsonl \
         --method t0-zero-shot --task rte --out zero_shot.csv
 """
 

@@ -13,7 +13,7 @@ measure order sensitivity. Every row also records the tokens processed for its p
 the target tokens of all answer choices (decoder-only models reuse the prompt's key/value cache across the
 choices), summed over forward passes for the ensemble.
 
-    tfew icl --model results/demo/model --data results/demo/data/rte/eval.jsonl \
+    tfew icl --model results/demo/models/tiny-t0 --data results/demo/data/rte/eval.jsonl \
         --train results/demo/data/rte/few_shot_seed0.jsonl --task rte --seed 0 --mode concat --orders 2 \
         --out results/demo/predictions/icl-concat/rte/seed0.csv
 """

@@ -46,19 +46,24 @@ def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int, max_length
     out_dir.mkdir(parents=True, exist_ok=True)
 
     model_bytes = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=model_bytes,
-        vocab_size=vocab_size,
-        model_type="unigram",
-        pad_id=PAD_ID,
-        eos_id=EOS_ID,
-        unk_id=UNK_ID,
-        bos_id=-1,
-        character_coverage=1.0,
-        hard_vocab_limit=False,  # a small corpus may not support the full size; fewer pieces are fine
-        minloglevel=2,
-    )
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=model_bytes,
+            vocab_size=vocab_size,
+            model_type="unigram",
+            pad_id=PAD_ID,
+            eos_id=EOS_ID,
+            unk_id=UNK_ID,
+            bos_id=-1,
+            character_coverage=1.0,
+            hard_vocab_limit=False,  # a small corpus may not support the full size; fewer pieces are fine
+            minloglevel=2,
+        )
+    except RuntimeError as error:
+        # With full character coverage, every distinct character of the text needs its own piece.
+        raise TfewError(f"SentencePiece could not train a vocabulary of {vocab_size} pieces ({error}); "
+                        "raise --vocab-size above the number of distinct characters in the text") from None
     (out_dir / "spiece.model").write_bytes(model_bytes.getvalue())
 
     # `T5Tokenizer(vocab_file=...)` maps every word to <unk> under transformers 5, so the folder is loaded
@@ -69,10 +74,34 @@ def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int, max_length
     tokenizer.save_pretrained(out_dir)
 
 
+# Files of which a saved T5 tokenizer has at least one: SentencePiece's model, or the fast tokenizer's JSON.
+TOKENIZER_FILES = ("spiece.model", "tokenizer.json")
+
+
+def require_model_dir(path: Path, needs_config: bool = True) -> Path:
+    """Return `path` when it is a folder with a model config; raise an error naming the fix otherwise.
+
+    transformers treats a path that is not a folder as a hub repository id and fails with an unrelated message.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise TfewError(f"model folder not found: {path}; build one with `tfew model tiny` or `tfew model download`")
+    if needs_config and not (path / "config.json").is_file():
+        raise TfewError(f"no model in {path}: config.json is missing; build one with `tfew model tiny` or "
+                        "`tfew model download`")
+    return path
+
+
 def load_tokenizer(path: Path):
-    """Load a tokenizer from a folder and check that it does not map ordinary words to <unk>."""
+    """Load a tokenizer from a model folder and check that it does not map ordinary words to <unk>."""
     from transformers import AutoTokenizer
 
+    # The tokenizer is loaded once before the model is saved beside it, so config.json is not required here.
+    path = require_model_dir(path, needs_config=False)
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        require_model_dir(path)
+        raise TfewError(f"no tokenizer in {path}: expected one of {', '.join(TOKENIZER_FILES)}; save the "
+                        "tokenizer beside the model, as `tfew model tiny` and `tfew model download` do")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     probe = tokenizer("the answer is yes", add_special_tokens=False).input_ids
     if probe and all(token == tokenizer.unk_token_id for token in probe if token != 3):
@@ -145,10 +174,8 @@ def load_seq2seq(path: Path, dtype: torch.dtype = torch.float32):
     """
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
-    path = Path(path)
+    path = require_model_dir(path)
     config_file = path / "config.json"
-    if not config_file.is_file():
-        raise TfewError(f"no model at {path}: config.json is missing; build it with `tfew model tiny` or `tfew model download`")
     config = AutoConfig.from_pretrained(str(path))
     saved = json.loads(config_file.read_text())
     if saved.get("tie_word_embeddings") is False:

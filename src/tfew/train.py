@@ -10,7 +10,7 @@ vectors, the optimizer and scheduler states and the loss history, so a run resum
 with the same vectors as an uninterrupted one. That holds bit for bit on CPU with the same number of torch
 threads (the thread count changes the order of floating-point sums); GPU kernels may differ in the last bits.
 
-    tfew train --model results/demo/model --train results/demo/data/rte/few_shot_seed0.jsonl \
+    tfew train --model results/demo/models/tiny-t0 --train results/demo/data/rte/few_shot_seed0.jsonl \
         --task rte --seed 0 --loss lm+ul+ln --steps 1000 --batch-size 8 --out results/demo/train/rte/0
 
 Outputs in `--out`: `vectors.safetensors` (+ `.json` metadata), `train_log.csv` (one row per step), and
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import pickle
 import signal
 import threading
 import time
@@ -255,7 +256,11 @@ class Trainer:
         """Restore the last checkpoint, or start at step 0 when there is none."""
         if not self.checkpoint.is_file():
             return RunState()
-        payload = torch.load(self.checkpoint, weights_only=True, map_location=self.device)
+        try:
+            payload = torch.load(self.checkpoint, weights_only=True, map_location=self.device)
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
+            raise TfewError(f"checkpoint {self.checkpoint} cannot be read ({error}); delete it to restart this "
+                            "run from step 0") from None
         check_resumable(self.checkpoint, payload["identity"], self.resume_key)
         self.ia3.load_vectors(payload["vectors"])
         self.optimizer.load_state_dict(payload["optimizer"])
