@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -64,6 +65,16 @@ def test_profile_sets_cluster_keys(parsed_args):
     assert {"slurm_partition", "slurm_account", "slurm_extra"} <= set(parsed_args.default_resources)
     assert parsed_args.keep_going is True
     assert parsed_args.show_failed_logs is True
+
+
+def test_profile_limits_local_cores():
+    """The profile caps the login-node cores of localrules jobs, and the command line can still raise the cap."""
+    from snakemake.cli import parse_args
+
+    _, defaults = parse_args(["--profile", str(PROFILE_DIR), "--dry-run"])
+    assert defaults.local_cores == 2
+    _, raised = parse_args(["--profile", str(PROFILE_DIR), "--dry-run", "--local-cores", "4"])
+    assert raised.local_cores == 4
 
 
 def test_plugin_settings_valid(parsed_args):
@@ -273,7 +284,7 @@ def test_failed_jobs_reads_rule_and_wildcards(tmp_path):
     log.parent.mkdir(parents=True)
     log.write_text(SLURM_LOG_HEADER)
 
-    jobs = failed_jobs.failed_jobs(tmp_path)
+    jobs = failed_jobs.kept_jobs(tmp_path)
     assert len(jobs) == 1
     assert jobs[0].rule == "train_ia3"
     assert jobs[0].wildcards == "task=rte, loss=lm+ul+ln, seed=42"
@@ -288,10 +299,184 @@ def test_failed_jobs_falls_back_to_folders(tmp_path):
     log.parent.mkdir(parents=True)
     log.write_text("")
 
-    job = failed_jobs.parse_log(log)
+    job = failed_jobs.parse_log(log, tmp_path)
     assert job.rule == "prepare_task"
     assert job.wildcards == "copa"
-    assert failed_jobs.main([str(tmp_path / "missing")]) == 1
+    assert failed_jobs.main([str(tmp_path / "missing")]) == 2
+
+
+def write_log(log_dir: Path, relative: str, text: str = "") -> Path:
+    """Write a SLURM log at log_dir/relative, creating its folders."""
+    log = log_dir / relative
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(text)
+    return log
+
+
+def install_fake_sacct(tmp_path: Path, monkeypatch, output: str) -> Path:
+    """Put a `sacct` that prints output and records its arguments alone on PATH, and return the arguments file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    arguments = tmp_path / "sacct-arguments"
+    sacct = bin_dir / "sacct"
+    sacct.write_text(f"#!/bin/sh\necho \"$@\" > '{arguments}'\nprintf '%s' '{output}'\n")
+    sacct.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return arguments
+
+
+def hide_sacct(tmp_path: Path, monkeypatch) -> None:
+    """Leave only an empty folder on PATH, so that no `sacct` is found."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+# Log paths under the log folder, with the rule and wildcards their folders name. snakemake-executor-plugin-slurm
+# 2.8.0 writes rule_<rule>/<jobid>.log for a job without wildcards. The last three layouts are not the plugin's.
+FOLDER_LAYOUTS = [
+    ("rule_prepare_task/copa/5.log", "prepare_task", "copa"),
+    ("rule_aggregate/456.log", "aggregate", ""),
+    ("123.log", "unknown", "unknown"),
+    ("other/deeper/folders/9.log", "unknown", "unknown"),
+    ("not_a_rule/copa/6.log", "unknown", "unknown"),
+]
+
+
+@pytest.mark.parametrize(("relative", "rule", "wildcards"), FOLDER_LAYOUTS)
+def test_failed_jobs_rule_from_folders(relative, rule, wildcards, tmp_path, monkeypatch):
+    """A log without a header is listed with what its folders name, also under a relative log folder."""
+    failed_jobs = load_script("failed_jobs")
+    hide_sacct(tmp_path, monkeypatch)
+    write_log(tmp_path / "slurm", relative)
+    monkeypatch.chdir(tmp_path)
+
+    jobs = failed_jobs.kept_jobs(Path("slurm"))
+    assert len(jobs) == 1
+    assert jobs[0].slurm_job_id == Path(relative).stem
+    assert jobs[0].rule == rule
+    assert jobs[0].wildcards == wildcards
+    assert jobs[0].log == Path("slurm") / relative
+
+
+def test_failed_jobs_array_task_logs(tmp_path, monkeypatch):
+    """Array tasks write <array job id>_<task id>.log into the rule folder. Other file names are not SLURM logs."""
+    failed_jobs = load_script("failed_jobs")
+    hide_sacct(tmp_path, monkeypatch)
+    with_header = write_log(tmp_path, "rule_train_ia3/123_4.log", SLURM_LOG_HEADER)
+    empty = write_log(tmp_path, "rule_train_ia3/123_5.log")
+    for name in ("notes.log", "12a.log", "123_.log", "_4.log", "123_4_5.log", "123.txt"):
+        write_log(tmp_path, f"rule_train_ia3/{name}")
+
+    jobs = {job.log: job for job in failed_jobs.kept_jobs(tmp_path)}
+    assert set(jobs) == {with_header, empty}
+    assert jobs[with_header].slurm_job_id == "123_4"
+    assert jobs[with_header].rule == "train_ia3"
+    assert jobs[with_header].wildcards == "task=rte, loss=lm+ul+ln, seed=42"
+    assert jobs[empty].rule == "train_ia3"
+    assert jobs[empty].wildcards == "unknown"
+
+
+SACCT_OUTPUT = "\n".join([
+    "17|FAILED|1:0",
+    "18|RUNNING|0:0",
+    "19|PENDING|0:0",
+    "20|REQUEUED|0:0",
+    "21|CANCELLED by 1000|0:15",
+    "22|COMPLETED|0:0",
+    "30_2|RUNNING|0:0",
+    "30_3|TIMEOUT|0:0",
+    "30_[4-9]|PENDING|0:0",
+])
+
+
+def write_logs_of_states(log_dir: Path) -> dict[str, Path]:
+    """Write a log per job of SACCT_OUTPUT and for job 40, which sacct has no record of, and return them by ID."""
+    job_ids = ["17", "18", "19", "20", "21", "22", "30_2", "30_3", "40"]
+    return {job_id: write_log(log_dir, f"rule_train_ia3/rte_lm_0/{job_id}.log") for job_id in job_ids}
+
+
+def test_failed_jobs_states_from_sacct(tmp_path, monkeypatch):
+    failed_jobs = load_script("failed_jobs")
+    arguments = install_fake_sacct(tmp_path, monkeypatch, SACCT_OUTPUT)
+    write_logs_of_states(tmp_path / "slurm")
+
+    jobs = {job.slurm_job_id: job for job in failed_jobs.kept_jobs(tmp_path / "slurm")}
+    assert jobs["17"].status == "failed"
+    assert jobs["17"].state == "FAILED (exit code 1:0)"
+    assert jobs["21"].status == "failed"
+    assert jobs["30_3"].status == "failed"
+    for job_id in ("18", "19", "20", "30_2"):
+        assert jobs[job_id].status == "running", job_id
+    assert jobs["22"].status == "completed"
+    assert jobs["40"].status == "unknown"
+    assert jobs["40"].state == "unknown"
+
+    queried = arguments.read_text().split()
+    job_list = queried[queried.index("-j") + 1].split(",")
+    assert sorted(job_list) == sorted(["17", "18", "19", "20", "21", "22", "30", "40"])
+
+
+def test_failed_jobs_lists_running_apart(tmp_path, monkeypatch, caplog):
+    failed_jobs = load_script("failed_jobs")
+    install_fake_sacct(tmp_path, monkeypatch, SACCT_OUTPUT)
+    write_logs_of_states(tmp_path / "slurm")
+    caplog.set_level(logging.INFO, logger="failed_jobs")
+
+    assert failed_jobs.main([str(tmp_path / "slurm")]) == 1
+    lines = caplog.messages
+    failed = [line for line in lines if line.startswith("failed job:")]
+    running = [line for line in lines if line.startswith("still running or pending job:")]
+    assert len(failed) == 3
+    assert len(running) == 4
+    assert all("RUNNING" not in line and "PENDING" not in line and "REQUEUED" not in line for line in failed)
+    assert any("SLURM job 20 REQUEUED" in line for line in running)
+    assert any(line.startswith("completed job") and "SLURM job 22 COMPLETED" in line for line in lines)
+    assert any(line.startswith("job of unknown state:") and "SLURM job 40 " in line for line in lines)
+
+
+def test_failed_jobs_state_unknown_without_sacct(tmp_path, monkeypatch, caplog):
+    failed_jobs = load_script("failed_jobs")
+    hide_sacct(tmp_path, monkeypatch)
+    write_log(tmp_path / "slurm", "rule_train_ia3/rte_lm_0/17.log", SLURM_LOG_HEADER)
+    caplog.set_level(logging.INFO, logger="failed_jobs")
+
+    assert failed_jobs.main([str(tmp_path / "slurm")]) == 1
+    reports = [line for line in caplog.messages if "SLURM job 17" in line]
+    assert len(reports) == 1
+    assert "state unknown" in reports[0]
+    assert "rule train_ia3, wildcards task=rte, loss=lm+ul+ln, seed=42" in reports[0]
+
+
+def test_failed_jobs_exit_status(tmp_path, monkeypatch):
+    """0 without failed jobs, 1 with at least one, 2 on a usage error."""
+    failed_jobs = load_script("failed_jobs")
+    install_fake_sacct(tmp_path, monkeypatch, "18|RUNNING|0:0\n22|COMPLETED|0:0\n17|OUT_OF_MEMORY|0:125")
+    log_dir = tmp_path / "slurm"
+    log_dir.mkdir()
+    assert failed_jobs.main([str(log_dir)]) == 0
+
+    write_log(log_dir, "rule_train_ia3/rte_lm_0/18.log")
+    write_log(log_dir, "rule_aggregate/22.log")
+    assert failed_jobs.main([str(log_dir)]) == 0
+
+    write_log(log_dir, "rule_train_ia3/rte_lm_0/17.log")
+    assert failed_jobs.main([str(log_dir)]) == 1
+
+    assert failed_jobs.main([str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit) as usage_error:
+        failed_jobs.main([str(log_dir), "--since", "yesterday"])
+    assert usage_error.value.code == 2
+
+
+def test_failed_jobs_help_documents_exit_status():
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "failed_jobs.py"), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "exit status" in result.stdout.lower()
+    for status in ("0", "1", "2"):
+        assert re.search(rf"\b{status}\b", result.stdout), status
 
 
 def test_shell_scripts_parse():
