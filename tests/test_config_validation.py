@@ -74,6 +74,15 @@ REJECTED = {
     "official vectors of tiny model": (
         {"pretrained": {"source": "official"}}, ["invalid config key 'pretrained.source'", "official_vectors"]
     ),
+    "unpublished few-shot seed": (
+        {"seeds": [0, 7]}, ["invalid config key 'seeds'", "no few-shot split of rte for seeds [7]", "sample"]
+    ),
+    "unpublished ICL seed": (
+        {"icl": {"seeds": [5]}}, ["invalid config key 'icl.seeds'", "for seeds [5]"]
+    ),
+    "task without evaluation rows in the mirror": (
+        {"tasks": ["rte", "anli_r2"]}, ["invalid config key 'tasks'", "no evaluation split for anli_r2"]
+    ),
     "hub revision not a commit": (
         {"models": {"t0-3b": HUB_MODEL_ON_BRANCH}},
         ["invalid config key 'models.t0-3b.revision'", "'main' does not match"],
@@ -93,3 +102,12 @@ def test_invalid_config_rejected(tmp_path, mirror, case):
 def test_missing_mirror_directory(tmp_path, mirror):
     result = dry_run(tmp_path, mirror, {"data": {"mirror": str(tmp_path / "no-mirror")}})
     assert_rejected(result, tmp_path, "invalid config key 'data.mirror'", "no-mirror")
+
+
+@pytest.mark.mirror
+def test_empty_mirror_directory(tmp_path, mirror):
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    result = dry_run(tmp_path, mirror, {"data": {"mirror": str(empty)}})
+    assert_rejected(result, tmp_path, "invalid config key 'tasks'", f"the mirror {empty} has no evaluation split",
+                    "rte (", "story_cloze (")

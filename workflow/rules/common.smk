@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 
@@ -91,7 +92,53 @@ def check_config():
             )
 
 
+def check_data_inputs():
+    """Check, before any job runs, that each task's evaluation split and official few-shot seeds can exist."""
+    from tfew.data import mirror_split_path
+    from tfew.errors import DataNotFoundError
+    from tfew.official import official_few_shot_seeds
+    from tfew.story_cloze import split_csv_path
+    from tfew.tasks import get_task
+
+    data = config["data"]
+    missing_splits = []
+    for name in config["tasks"]:
+        task = get_task(name)
+        if data["few_shot"] == "official":
+            check_official_seeds(task, official_few_shot_seeds(task))
+        if data["source"] == "mirror":
+            path = mirror_split_path(Path(data["mirror"]), task, task.eval_split)
+            if not path.is_file():
+                missing_splits.append(f"{name} ({path})")
+        elif task.manual_download:
+            # StoryCloze is not on the hub: its CSV files must be imported by hand before its job runs.
+            try:
+                split_csv_path(task.eval_split)
+            except DataNotFoundError as error:
+                logger.warning(str(error))
+
+    if missing_splits:
+        raise config_error(
+            "tasks",
+            f"the mirror {data['mirror']} has no evaluation split for {', '.join(missing_splits)}; remove these "
+            "tasks, add the splits with `tfew data export`, or set data.source to hub",
+        )
+
+
+def check_official_seeds(task, published):
+    """Raise when the run asks for an official few-shot split that T-Few never published."""
+    for key, seeds in (("seeds", config["seeds"]), ("icl.seeds", config["icl"].get("seeds", []))):
+        unpublished = [seed for seed in seeds if seed not in published]
+        if unpublished:
+            raise config_error(
+                key,
+                f"T-Few publishes no few-shot split of {task.name} for seeds {unpublished} (it has {published}); "
+                "use those seeds, or set data.few_shot to sample to draw splits by T-Few's procedure",
+            )
+
+
 validate_config()
+check_data_inputs()
 
 RUN = config["run_name"]
 RESULTS = f"results/{RUN}"

@@ -6,6 +6,11 @@ if config["data"]["source"] == "hub":
 
     localrules:
         prepare_task,
+
+
+if config["data"]["source"] == "hub" and PRETRAINED["enabled"] and PRETRAINED["source"] == "mixture":
+
+    localrules:
         prepare_mixture,
 
 
