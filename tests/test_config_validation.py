@@ -60,6 +60,9 @@ REJECTED = {
     "unknown top-level key": ({"seedz": [0]}, ["unknown config key 'seedz'"]),
     "unknown nested key": ({"train": {"stepz": 5}}, ["unknown config key 'train.stepz'", "allowed keys:", "steps"]),
     "wrong type": ({"train": {"steps": "ten"}}, ["invalid config key 'train.steps'", "'ten' is not of type 'integer'"]),
+    "float written without a dot": (
+        {"train": {"lr": "3e-3"}}, ["invalid config key 'train.lr'", "YAML reads 3e-3 as text", "0.003"]
+    ),
     "unknown task name": ({"tasks": ["rte", "boolq"]}, ["invalid config key 'tasks[1]'", "'boolq' is not one of"]),
     "unknown loss variant": (
         {"train": {"loss_variants": ["lm", "lm+xx"]}}, ["invalid config key 'train.loss_variants[1]'", "'lm+xx'"]

@@ -34,7 +34,27 @@ def describe_validation_error(error):
         allowed = ", ".join(sorted(cause.schema.get("properties", {})))
         names = ", ".join(f"'{path}.{key}'" if path else f"'{key}'" for key in unknown)
         return WorkflowError(f"unknown config key {names}{where}; allowed keys: {allowed}")
-    return config_error(path or "(top level)", cause.message)
+    return config_error(path or "(top level)", cause.message + validation_hint(cause))
+
+
+def validation_hint(cause):
+    """Return a hint for two common mistakes that the schema's own message does not explain, else ''."""
+    if cause.validator == "type" and isinstance(cause.instance, str) and looks_like_number(cause.instance):
+        # YAML 1.1 reads a float without a dot, such as 3e-3, as a string.
+        return f"; YAML reads {cause.instance} as text, so write it with a dot (for example 0.003 or 3.0e-3)"
+    if cause.validator == "required" and not list(cause.absolute_path):
+        return ("; list the base config first and your override file after it, for example "
+                "--configfile workflow/config/demo.yaml mine.yaml")
+    return ""
+
+
+def looks_like_number(text):
+    """Return whether a string parses as a float."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validate_config():
