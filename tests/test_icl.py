@@ -108,6 +108,20 @@ def test_smaller_context_fewer_demonstrations(tiny_model_dir, rte_data, seq2seq_
     assert short["demonstrations"].sum() < full["demonstrations"].sum()
 
 
+def test_tiny_context_warns_zero_shot(tiny_model_dir, rte_data, tmp_path, caplog):
+    out = tmp_path / "tiny-context.csv"
+    assert main(icl_arguments(tiny_model_dir, rte_data, out, "concat", "--max-context", "5")) == 0
+    frame = pd.read_csv(out)
+    assert (frame["demonstrations"] == 0).all()
+    assert f"{len(frame)} of {len(frame)} predictions had no demonstration" in caplog.text
+
+
+def test_demonstrations_from_scored_rows_rejected(tiny_model_dir, rte_data, tmp_path):
+    config = IclConfig(mode="concat", seed=0)
+    with pytest.raises(TfewError, match="--train and --data are the same file"):
+        run_icl(tiny_model_dir, rte_data / "eval.jsonl", rte_data / "eval.jsonl", tmp_path / "same.csv", "rte", config)
+
+
 def test_concat_same_seed_same_scores(tiny_model_dir, rte_data, seq2seq_concat, tmp_path):
     config = IclConfig(mode="concat", seed=0)
     frame = run_icl(tiny_model_dir, rte_data / "eval.jsonl", rte_data / "few_shot_seed0.jsonl", tmp_path / "again.csv",

@@ -299,6 +299,9 @@ def run_icl(model_dir: Path, data_file: Path, train_file: Path, out_file: Path, 
             max_examples: int | None = None) -> pd.DataFrame:
     """Run one in-context learning baseline on a rendered evaluation file and write its prediction rows."""
     config.validate()
+    if Path(train_file).resolve() == Path(data_file).resolve():
+        raise TfewError(f"--train and --data are the same file ({data_file}); demonstrations must come from the "
+                        "few-shot split (few_shot_seed<S>.jsonl), not from the rows being scored")
     examples = read_eval_examples(data_file, task, max_examples)
     demonstrations = read_demonstrations(train_file, task, config)
     missing = sorted({example["template"] for example in examples} - set(demonstrations))
@@ -326,6 +329,11 @@ def run_icl(model_dir: Path, data_file: Path, train_file: Path, out_file: Path, 
         summary = pd.DataFrame(order_rows)
         log.info("order %d: accuracy %.4f, median %d demonstrations, median %d tokens per prediction", order,
                  summary["correct"].mean(), summary["demonstrations"].median(), summary["tokens_per_prediction"].median())
+        without = int((summary["demonstrations"] == 0).sum())
+        if without:
+            log.warning("order %d: %d of %d predictions had no demonstration, because none fits beside the example "
+                        "in %d tokens of context; these rows are zero-shot (raise --max-context if the model allows)",
+                        order, without, len(summary), backbone.max_context)
 
     frame = pd.DataFrame(rows)
     write_predictions(frame, out_file, extra_keys=("order",))
