@@ -228,6 +228,17 @@ def test_pretrained_init_starts_from_vectors(tiny_model_dir, few_shot_file, refe
     assert log["init"].tolist() == ["pretrained"]
 
 
+def test_init_vectors_of_other_backbone_rejected(tiny_model_dir, few_shot_file, reference_run, tmp_path):
+    vectors = {name.replace("block.0.", "block.7."): vector for name, vector in reference_run["vectors"].items()}
+    other = tmp_path / "other.safetensors"
+    save_vectors(other, vectors, {"task": "rte", "base_model": "bigscience/T0_3B"})
+    with pytest.raises(TfewError) as error:
+        train(tiny_model_dir, few_shot_file, tmp_path / "out", "rte", replace(CONFIG), other)
+    assert "do not fit this model" in str(error.value)
+    assert "trained on bigscience/T0_3B" in str(error.value)
+    assert str(other) in str(error.value)
+
+
 def test_init_vectors_other_format_rejected(tiny_model_dir, few_shot_file, tmp_path):
     official = tmp_path / "t03b_ia3_finish.pt"
     official.write_bytes(b"")

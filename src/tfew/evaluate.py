@@ -29,7 +29,7 @@ from tfew.models import load_seq2seq, load_tokenizer, read_model_identity
 from tfew.provenance import PROVENANCE_COLUMNS, provenance
 from tfew.scoring import choice_scores, choice_token_logprobs, encode_batch, predict
 from tfew.train import pick_device
-from tfew.vectors_io import load_vectors
+from tfew.vectors_io import load_into, load_vectors
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def evaluate(model_dir: Path, data_file: Path, out_file: Path, run_columns: dict
         vectors, info = load_vectors(vectors_file)
         check_vectors_metadata(vectors_file, info, run_columns, identity)
         ia3 = add_ia3(model, [run_columns["task"]])
-        ia3.load_vectors(vectors)
+        load_into(ia3, vectors, info, vectors_file, identity["model_name"])
 
     log.info(
         "evaluating %s on %d (example, template) pairs from %s (%s, seed %s)",

@@ -40,7 +40,7 @@ from tfew.ia3 import add_ia3
 from tfew.models import load_seq2seq, load_tokenizer, read_model_identity
 from tfew.provenance import provenance
 from tfew.scoring import LOSS_VARIANTS, SCORING_METHODS, ChoiceBatch, choice_token_logprobs, encode_batch, tfew_losses
-from tfew.vectors_io import load_vectors, save_vectors
+from tfew.vectors_io import load_into, load_vectors, save_vectors
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +206,12 @@ class Trainer:
         self.model = load_seq2seq(self.model_dir).to(self.device)
         self.model.train()  # dropout on, as in the official training loop
         self.ia3 = add_ia3(self.model, [task])
+        self.identity = read_model_identity(self.model_dir)
         if self.init_vectors is not None:
-            self.ia3.load_vectors(read_init_vectors(self.init_vectors))
+            vectors, info = read_init_vectors(self.init_vectors)
+            load_into(self.ia3, vectors, info, self.init_vectors, self.identity["model_name"])
             log.info("initialised (IA)^3 vectors from %s", self.init_vectors)
         self.optimizer, self.scheduler = make_optimizer(self.ia3.trainable_parameters(), config)
-        self.identity = read_model_identity(self.model_dir)
         self.resume_key = self.run_identity()
         self.log_truncation()
 
@@ -341,18 +342,18 @@ def load_training_examples(train_file: Path, task: str) -> list[list[dict]]:
     return group_by_example(rows)
 
 
-def read_init_vectors(path: Path) -> dict[str, torch.Tensor]:
-    """Load initial (IA)^3 vectors saved in the package's format; other formats must be converted first."""
+def read_init_vectors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load initial (IA)^3 vectors and their metadata in the package's format; other formats need converting."""
     if Path(path).suffix != ".safetensors":
         raise TfewError(
             f"initial vectors {path} are not in the tfew format (.safetensors); convert an official T-Few "
             f"checkpoint or a PEFT adapter first with `tfew ia3 convert SRC DST --from t-few|peft --to tfew`"
         )
-    vectors, _ = load_vectors(path)
+    vectors, info = load_vectors(path)
     bad = [name for name, vector in vectors.items() if not torch.isfinite(vector).all()]
     if bad:
         raise TfewError(f"initial vectors {path} hold NaN or infinite values in {bad[:3]}")
-    return vectors
+    return vectors, info
 
 
 def check_resumable(checkpoint: Path, saved: dict, current: dict) -> None:

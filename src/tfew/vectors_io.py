@@ -74,6 +74,16 @@ def load_vectors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, info
 
 
+def load_into(ia3, vectors: dict[str, torch.Tensor], info: dict, path: Path, model_name: str) -> None:
+    """Copy vectors into an (IA)^3 wrapper; a mismatch error names the backbone that the vectors were trained on."""
+    try:
+        ia3.load_vectors(vectors)
+    except TfewError as error:
+        trained_on = info.get("base_model") or "a backbone their metadata does not record"
+        raise TfewError(f"{path}: {error}. The vectors were trained on {trained_on}, and this model is "
+                        f"{model_name}; pass vectors trained on this backbone") from None
+
+
 def _read_metadata(path: Path, header: dict) -> dict:
     info_file = metadata_path(path)
     if info_file.is_file():
