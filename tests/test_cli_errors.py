@@ -109,3 +109,13 @@ def test_tiny_model_vocabulary_too_small(rte_data, tmp_path, capsys):
     stderr = run_failing(argv, capsys)
     assert "vocabulary of 10 pieces" in stderr
     assert "raise --vocab-size" in stderr
+
+
+def test_convert_official_checkpoint_as_tfew(tmp_path, capsys):
+    checkpoint = tmp_path / "t03b_ia3_finish.pt"
+    checkpoint.write_bytes(b"PK\x03\x04 not a safetensors header")
+    argv = ["ia3", "convert", str(checkpoint), str(tmp_path / "out"), "--from", "tfew", "--to", "peft",
+            "--base-config", "t0-3b"]
+    stderr = run_failing(argv, capsys)
+    assert f"{checkpoint} is not a readable safetensors file" in stderr
+    assert "--from t-few|peft" in stderr

@@ -67,7 +67,10 @@ def load_vectors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
             header = handle.metadata() or {}
     except Exception as error:  # safetensors raises its own error types for corrupt or foreign files
-        raise TfewError(f"{path} is not a readable safetensors file ({error}); expected tfew (IA)^3 vectors") from error
+        raise TfewError(
+            f"{path} is not a readable safetensors file ({error}); expected tfew (IA)^3 vectors. Convert an official "
+            "T-Few checkpoint (.pt) or a PEFT adapter folder first: `tfew ia3 convert SRC DST --from t-few|peft --to tfew`"
+        ) from error
 
     info = _read_metadata(path, header)
     _check_listed_shapes(path, tensors, info)
