@@ -14,7 +14,7 @@ from tfew.cli import main, tokenizer_texts
 from tfew.data import read_jsonl
 from tfew.errors import TfewError
 from tfew.evaluate import score_examples
-from tfew.icl import IclConfig, demonstration_order, demonstrations_by_template, join_prompt, run_icl
+from tfew.icl import IclConfig, demonstration_order, demonstrations_by_template, join_prompt, run_icl, run_order
 from tfew.models import load_seq2seq, load_tokenizer
 
 EXAMPLES = 2  # evaluation rows per template (RTE has 10 templates)
@@ -246,3 +246,92 @@ def test_few_shot_of_other_task_rejected(tiny_model_dir, rte_data, tmp_path):
     with pytest.raises(TfewError, match="but --task is 'cb'"):
         run_icl(tiny_model_dir, rte_data / "eval.jsonl", rte_data / "few_shot_seed0.jsonl", tmp_path / "x.csv",
                 "cb", config, max_examples=1)
+
+
+ORIGINAL_RUN_ORDER = run_order
+
+
+class KilledAfter(Exception):
+    """Raised by the patched scorer to stand in for a job killed by the scheduler."""
+
+
+def counting_scorer(monkeypatch, fail_after: int | None = None) -> list[int]:
+    """Patch tfew.icl.run_order to count its calls and, optionally, raise after `fail_after` of them."""
+    import tfew.icl
+
+    calls = []
+    real = ORIGINAL_RUN_ORDER
+
+    def scorer(*args, **kwargs):
+        if fail_after is not None and len(calls) == fail_after:
+            raise KilledAfter()
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tfew.icl, "run_order", scorer)
+    return calls
+
+
+@pytest.fixture()
+def small_chunks(monkeypatch):
+    import tfew.icl
+
+    monkeypatch.setattr(tfew.icl, "RESUME_CHUNK", 4)
+
+
+def run_concat(tiny_model_dir, rte_data, out, orders=1):
+    config = IclConfig(mode="concat", seed=0, orders=orders)
+    return run_icl(tiny_model_dir, rte_data / "eval.jsonl", rte_data / "few_shot_seed0.jsonl", out, "rte", config,
+                   max_examples=EXAMPLES)
+
+
+def test_killed_icl_resumes_from_chunks(tiny_model_dir, rte_data, tmp_path, monkeypatch, small_chunks):
+    from tfew.partial_results import partial_path
+
+    reference = run_concat(tiny_model_dir, rte_data, tmp_path / "reference.csv")
+    chunks_per_order = -(-len(reference[reference["order"] == 0]) // 4)
+
+    out = tmp_path / "resumed.csv"
+    counting_scorer(monkeypatch, fail_after=3)
+    with pytest.raises(KilledAfter):
+        run_concat(tiny_model_dir, rte_data, out)
+    assert not out.exists()
+    assert len(partial_path(out).read_text().splitlines()) == 1 + 3
+
+    calls = counting_scorer(monkeypatch)
+    resumed = run_concat(tiny_model_dir, rte_data, out)
+    assert len(calls) == 2 * chunks_per_order - 3
+    assert not partial_path(out).exists()
+    columns = ["template", "example_index", "order", "scores", "demonstrations", "tokens_per_prediction"]
+    pd.testing.assert_frame_equal(resumed[columns], reference[columns])
+
+
+def test_cut_chunk_scored_again(tiny_model_dir, rte_data, tmp_path, monkeypatch, small_chunks, caplog):
+    from tfew.partial_results import partial_path
+
+    out = tmp_path / "cut.csv"
+    counting_scorer(monkeypatch, fail_after=2)
+    with pytest.raises(KilledAfter):
+        run_concat(tiny_model_dir, rte_data, out, orders=0)
+    path = partial_path(out)
+    path.write_text(path.read_text()[:-40])  # the second chunk's line, cut as by a kill during its write
+
+    calls = counting_scorer(monkeypatch)
+    resumed = run_concat(tiny_model_dir, rte_data, out, orders=0)
+    assert "incomplete chunk from a killed run" in caplog.text
+    assert len(calls) == -(-len(resumed) // 4) - 1
+
+
+def test_partial_results_of_other_settings_rejected(tiny_model_dir, rte_data, tmp_path, monkeypatch, small_chunks):
+    from tfew.partial_results import partial_path
+
+    out = tmp_path / "other.csv"
+    counting_scorer(monkeypatch, fail_after=1)
+    with pytest.raises(KilledAfter):
+        run_concat(tiny_model_dir, rte_data, out)
+    monkeypatch.undo()
+    config = IclConfig(mode="concat", seed=0, orders=1, max_context=256)
+    with pytest.raises(TfewError, match="other settings; delete it"):
+        run_icl(tiny_model_dir, rte_data / "eval.jsonl", rte_data / "few_shot_seed0.jsonl", out, "rte", config,
+                max_examples=EXAMPLES)
+    assert partial_path(out).exists()

@@ -93,3 +93,4 @@ def test_load_report_not_printed(tiny_model_dir):
     finally:
         transformers_logger.removeHandler(handler)
     assert not [record for record in records if "LOAD REPORT" in record.getMessage()]
+    assert not [record.getMessage() for record in records if record.levelno >= logging.WARNING]

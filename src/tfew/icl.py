@@ -9,7 +9,8 @@ Two ways to put demonstrations in front of an evaluation example, both scored by
 
 A demonstration is the few-shot example rendered with the evaluation example's template, followed by its
 correct answer choice. The seeded base order is order 0; `--orders K` re-runs with K further permutations to
-measure order sensitivity. Every row also records the tokens processed for its prediction: prompt tokens plus
+measure order sensitivity. A killed job resumes from its last finished chunk of examples when rerun
+(`tfew.partial_results`). Every row also records the tokens processed for its prediction: prompt tokens plus
 the target tokens of all answer choices (decoder-only models reuse the prompt's key/value cache across the
 choices), summed over forward passes for the ensemble.
 
@@ -35,12 +36,16 @@ from tfew.data import read_jsonl
 from tfew.errors import TfewError
 from tfew.evaluate import prediction_rows, read_eval_examples, score_examples, write_predictions
 from tfew.models import load_seq2seq, load_tokenizer, read_model_identity
+from tfew.partial_results import PartialResults
 from tfew.provenance import provenance
 from tfew.train import DEVICES, pick_device
 
 log = logging.getLogger(__name__)
 
 ICL_MODES = ("concat", "ensemble")
+
+# (example, template) pairs scored between two saves of the partial results; a killed job loses at most one chunk.
+RESUME_CHUNK = 256
 
 # A tokenizer's model_max_length above this is a placeholder for "no limit" (transformers uses 1e30).
 UNSET_MODEL_MAX_LENGTH = 1_000_000
@@ -318,9 +323,12 @@ def run_icl(model_dir: Path, data_file: Path, train_file: Path, out_file: Path, 
     run_columns = {"method": config.method, "task": task, "seed": config.seed, "loss_variant": "none", "init": "none"}
     settings = {**asdict(config), "task": task, "max_examples": max_examples, "max_context": backbone.max_context}
     shared = {**run_columns, **provenance(read_model_identity(model_dir), [data_file, train_file], run_settings=settings)}
+    partial = PartialResults(out_file, {**settings, "data_hashes": shared["data_hashes"],
+                                        "model": shared["model_name"], "chunk": RESUME_CHUNK})
+    partial.load()
     rows = []
     for order in orders_to_run(config, demonstrations):
-        results = run_order(backbone, examples, demonstrations, order, config)
+        results = run_order_in_chunks(backbone, examples, demonstrations, order, config, partial)
         order_rows = prediction_rows(examples, results, shared, config.length_normalize)
         for row, result in zip(order_rows, results):
             row.update(demonstrations=result["demonstrations"], tokens_per_prediction=result["tokens_per_prediction"],
@@ -337,4 +345,18 @@ def run_icl(model_dir: Path, data_file: Path, train_file: Path, out_file: Path, 
 
     frame = pd.DataFrame(rows)
     write_predictions(frame, out_file, extra_keys=("order",))
+    partial.remove()
     return frame
+
+
+def run_order_in_chunks(backbone: Backbone, examples: list[dict], demonstrations: dict[str, dict[int, str]],
+                        order: int, config: IclConfig, partial: PartialResults) -> list[dict]:
+    """Score one order chunk by chunk, reusing the chunks a killed attempt finished and saving each new one."""
+    results = []
+    for start in range(0, len(examples), RESUME_CHUNK):
+        chunk = partial.get(order, start)
+        if chunk is None:
+            chunk = run_order(backbone, examples[start : start + RESUME_CHUNK], demonstrations, order, config)
+            partial.add(order, start, chunk)
+        results.extend(chunk)
+    return results

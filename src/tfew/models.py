@@ -183,21 +183,27 @@ def load_seq2seq(path: Path, dtype: torch.dtype = torch.float32):
         config.tie_word_embeddings = False
 
     # transformers logs its load report as a warning that calls the tied input embeddings "newly initialized",
-    # which is untrue once they are re-tied below. The report is checked here instead.
+    # which is untrue once they are re-tied below. A filter drops that one record, and check_loading_info checks
+    # the same information. Raising the logger's level instead would change what transformers does: it runs an
+    # extra tensor-parallel check, with its own warning, when that level is WARNING or above.
     report_logger = logging.getLogger("transformers.modeling_utils")
-    level = report_logger.level
-    report_logger.setLevel(logging.ERROR)
+    report_logger.addFilter(drop_load_report)
     try:
         model, loading_info = AutoModelForSeq2SeqLM.from_pretrained(
             str(path), config=config, dtype=dtype, output_loading_info=True
         )
     finally:
-        report_logger.setLevel(level)
+        report_logger.removeFilter(drop_load_report)
     check_loading_info(loading_info, path)
 
     if hasattr(model, "shared"):
         tie_input_embeddings(model)
     return model
+
+
+def drop_load_report(record: logging.LogRecord) -> bool:
+    """Return False for transformers' load report, so that the logger drops it, and True for any other record."""
+    return "LOAD REPORT" not in record.getMessage()
 
 
 def check_loading_info(loading_info: dict, path: Path) -> None:
