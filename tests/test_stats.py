@@ -332,3 +332,18 @@ def test_significance_cli(tmp_path):
     assert row["mean_difference"] == pytest.approx(0.375)  # 0.75 - 0.25 (A) and 0.5 - 0.25 (B), each seed
 
     assert main(["significance", "--predictions", str(path), "--out", str(out), "--confidence", "95"]) == 2
+
+
+def test_subset_side_compared_on_shared_examples(tmp_path, caplog):
+    """ICL scored the first 2 examples of each cell, T-Few all 8: the test covers the 2 both scored."""
+    rows = []
+    for seed in (0, 1):
+        rows += cell_rows("t-few", "rte", seed, "A", [1, 1, 0, 0, 0, 0, 0, 0], "lm+ul+ln", "scratch")
+        rows += cell_rows("icl-concat", "rte", seed, "A", [1, 1])
+    tables = significance(read_predictions([write_predictions(tmp_path, rows, "subset")]), FAST)
+    row = tables["tasks"].set_index("baseline").loc["icl-concat [tiny-t5]"]
+    assert row["median_treatment"] == 1.0  # T-Few's accuracy on the 2 shared examples, not 0.25 over 8
+    assert row["median_baseline"] == 1.0
+    assert row["examples"] == 2
+    assert row["wilcoxon_method"] == "not run: all differences are zero"
+    assert "testing the 2 examples both sides scored (of 8 scored by either)" in caplog.text

@@ -15,7 +15,8 @@ has the same few-shot seed and the same template. Zero-shot rows have no seed (s
 paired with the other condition's cell of the same template for each of its seeds, so the zero-shot accuracy
 of a template appears once per seed. Those pairs share their zero-shot half, so the cell-level tests count
 more independent pairs than there are. The bootstrap resamples examples and is not affected. Within a matched
-cell, examples pair by `example_index`.
+cell, examples pair by `example_index`. When one side scored only some examples of a task (ICL's
+`--max-examples`), every test of that task uses the examples both sides scored, cell accuracies included.
 
 Differences are always treatment minus baseline, as fractions of 1.
 """
@@ -399,9 +400,17 @@ def run_comparison(comparison: Comparison, cells: pd.DataFrame, predictions: pd.
             reason = _unmatched_reason(task_treatment, task_baseline, comparison)
             skipped.append(_skip(comparison.family, comparison.treatment.label, comparison.baseline.label, reason, task))
             continue
+        task_treatment_rows, task_baseline_rows = shared_examples(
+            treatment_rows[treatment_rows["task"] == task], baseline_rows[baseline_rows["task"] == task],
+            f"{comparison.name} on {task}",
+        )
+        if task_treatment_rows.empty:
+            skipped.append(_skip(comparison.family, comparison.treatment.label, comparison.baseline.label,
+                                 "the two conditions scored no example in common", task))
+            continue
         row, per_cell = compare_task(
-            task_treatment, task_baseline, treatment_rows[treatment_rows["task"] == task],
-            baseline_rows[baseline_rows["task"] == task], settings,
+            cell_accuracy(task_treatment_rows), cell_accuracy(task_baseline_rows), task_treatment_rows,
+            task_baseline_rows, settings,
         )
         identity = {"comparison": comparison.name, "family": comparison.family,
                     "treatment": comparison.treatment.label, "baseline": comparison.baseline.label, "task": task}
@@ -413,6 +422,22 @@ def run_comparison(comparison: Comparison, cells: pd.DataFrame, predictions: pd.
         for row, value in zip(rows, adjusted):
             row[f"{column}_holm"] = value
     return rows, mcnemar_frames, skipped
+
+
+def shared_examples(treatment_rows: pd.DataFrame, baseline_rows: pd.DataFrame,
+                    name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the rows of the examples that both sides scored, so that every cell accuracy covers the same examples.
+
+    A side that scored a subset (ICL's `--max-examples`) would otherwise be compared, cell by cell, with
+    accuracies over other examples.
+    """
+    shared = set(treatment_rows["example_index"]) & set(baseline_rows["example_index"])
+    scored = set(treatment_rows["example_index"]) | set(baseline_rows["example_index"])
+    if len(shared) < len(scored):
+        log.warning("%s: testing the %d examples both sides scored (of %d scored by either)", name, len(shared),
+                    len(scored))
+    return (treatment_rows[treatment_rows["example_index"].isin(shared)],
+            baseline_rows[baseline_rows["example_index"].isin(shared)])
 
 
 def _unmatched_reason(treatment: pd.DataFrame, baseline: pd.DataFrame, comparison: Comparison) -> str:
