@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -329,9 +330,49 @@ def test_partial_results_of_other_settings_rejected(tiny_model_dir, rte_data, tm
     counting_scorer(monkeypatch, fail_after=1)
     with pytest.raises(KilledAfter):
         run_concat(tiny_model_dir, rte_data, out)
-    monkeypatch.undo()
+    counting_scorer(monkeypatch)
     config = IclConfig(mode="concat", seed=0, orders=1, max_context=256)
-    with pytest.raises(TfewError, match="other settings; delete it"):
+    with pytest.raises(TfewError, match=r"other settings \(max_context: 512 -> 256\); delete it"):
         run_icl(tiny_model_dir, rte_data / "eval.jsonl", rte_data / "few_shot_seed0.jsonl", out, "rte", config,
                 max_examples=EXAMPLES)
     assert partial_path(out).exists()
+
+
+def test_failure_before_first_chunk_leaves_no_file(tiny_model_dir, rte_data, tmp_path, monkeypatch, small_chunks):
+    from tfew.partial_results import partial_path
+
+    out = tmp_path / "early.csv"
+    counting_scorer(monkeypatch, fail_after=0)
+    with pytest.raises(KilledAfter):
+        run_concat(tiny_model_dir, rte_data, out)
+    assert not partial_path(out).exists()
+
+
+@pytest.mark.parametrize("content", ["", '{"sett', "not json\n"])
+def test_partial_file_without_header_ignored(tiny_model_dir, rte_data, tmp_path, small_chunks, caplog, content):
+    from tfew.partial_results import partial_path
+
+    out = tmp_path / "headless.csv"
+    partial_path(out).write_text(content)
+    frame = run_concat(tiny_model_dir, rte_data, out, orders=0)
+    assert len(frame) == EXAMPLES * 10
+    assert "has no complete header" in caplog.text
+    assert not partial_path(out).exists()
+
+
+def test_partial_results_of_other_model_rejected(tiny_model_dir, rte_data, tmp_path, monkeypatch, small_chunks):
+    import shutil
+
+    out = tmp_path / "model.csv"
+    counting_scorer(monkeypatch, fail_after=1)
+    with pytest.raises(KilledAfter):
+        run_concat(tiny_model_dir, rte_data, out)
+    counting_scorer(monkeypatch)
+    other_model = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other_model)
+    # Same name and bytes, another file: a re-downloaded or rebuilt model is not trusted with old results.
+    os.utime(other_model / "model.safetensors", ns=(1, 1))
+    with pytest.raises(TfewError) as error:
+        run_concat(other_model, rte_data, out)
+    assert "(model_files: " in str(error.value)
+    assert "chunk:" not in str(error.value)

@@ -36,7 +36,7 @@ from tfew.data import read_jsonl
 from tfew.errors import TfewError
 from tfew.evaluate import prediction_rows, read_eval_examples, score_examples, write_predictions
 from tfew.models import load_seq2seq, load_tokenizer, read_model_identity
-from tfew.partial_results import PartialResults
+from tfew.partial_results import PartialResults, model_files_signature
 from tfew.provenance import provenance
 from tfew.train import DEVICES, pick_device
 
@@ -323,8 +323,9 @@ def run_icl(model_dir: Path, data_file: Path, train_file: Path, out_file: Path, 
     run_columns = {"method": config.method, "task": task, "seed": config.seed, "loss_variant": "none", "init": "none"}
     settings = {**asdict(config), "task": task, "max_examples": max_examples, "max_context": backbone.max_context}
     shared = {**run_columns, **provenance(read_model_identity(model_dir), [data_file, train_file], run_settings=settings)}
-    partial = PartialResults(out_file, {**settings, "data_hashes": shared["data_hashes"],
-                                        "model": shared["model_name"], "chunk": RESUME_CHUNK})
+    partial_settings = {**settings, "data_hashes": shared["data_hashes"], "model": shared["model_name"],
+                        "model_files": model_files_signature(model_dir), "chunk": RESUME_CHUNK}
+    partial = PartialResults(out_file, partial_settings)
     partial.load()
     rows = []
     for order in orders_to_run(config, demonstrations):

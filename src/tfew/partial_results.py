@@ -29,6 +29,24 @@ def partial_path(out_file: Path) -> Path:
     return out_file.with_name(out_file.name + ".partial.jsonl")
 
 
+def model_files_signature(model_dir: Path) -> list[list]:
+    """Return name, size and modification time of a model folder's config and weight files.
+
+    Two models with the same name (two tiny models of different seeds, or a re-downloaded checkpoint) thus
+    never share partial results, without hashing gigabytes of weights.
+    """
+    patterns = ("config.json", "*.safetensors", "*.bin")
+    files = sorted(path for pattern in patterns for path in Path(model_dir).glob(pattern))
+    return [[path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in files]
+
+
+def describe_differences(saved: dict, current: dict) -> str:
+    """Return `name: saved -> current` for each setting that differs, joined by commas; empty when none does."""
+    names = sorted(set(saved) | set(current))
+    return ", ".join(f"{name}: {saved.get(name)!r} -> {current.get(name)!r}" for name in names
+                     if saved.get(name) != current.get(name))
+
+
 class PartialResults:
     """Finished chunks of one job, keyed by (order, first example position)."""
 
@@ -38,18 +56,24 @@ class PartialResults:
         self.chunks: dict[tuple[int, int], list[dict]] = {}
 
     def load(self) -> None:
-        """Read the chunks a previous attempt finished, or start the file when there is none."""
+        """Read the chunks a previous attempt finished; a file without a complete header counts as absent."""
         if not self.path.is_file():
-            self._start()
             return
 
         lines = self.path.read_text(encoding="utf-8").splitlines()
-        header = json.loads(lines[0]) if lines else {}
-        if header.get("settings") != self.settings:
+        header = self._read_header(lines[0] if lines else "")
+        if header is None:
+            log.warning("%s has no complete header (a kill during its first write); starting from the first "
+                        "example", self.path)
+            self.path.unlink()
+            return
+        differences = describe_differences(header.get("settings", {}), self.settings)
+        if differences:
             raise TfewError(
-                f"{self.path} contains results of a run with other settings; delete it to start this run from the "
-                "first example"
+                f"{self.path} contains results of a run with other settings ({differences}); delete it to start "
+                "this run from the first example"
             )
+
         complete = lines[:1]
         for number, line in enumerate(lines[1:], start=2):
             try:
@@ -70,7 +94,12 @@ class PartialResults:
         return self.chunks.get((order, start))
 
     def add(self, order: int, start: int, results: list[dict]) -> None:
-        """Append a finished chunk and flush it to disk before scoring the next one."""
+        """Append a finished chunk and flush it to disk before scoring the next one.
+
+        The header is written with the first chunk, so a job that fails before it scores anything leaves no file.
+        """
+        if not self.path.is_file():
+            self._start()
         self.chunks[(order, start)] = results
         line = json.dumps({"order": order, "start": start, "results": results})
         self._append(line)
@@ -78,6 +107,13 @@ class PartialResults:
     def remove(self) -> None:
         """Delete the file once the job's output is complete."""
         self.path.unlink(missing_ok=True)
+
+    def _read_header(self, line: str) -> dict | None:
+        try:
+            header = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        return header if isinstance(header, dict) and "settings" in header else None
 
     def _start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
