@@ -119,3 +119,15 @@ def test_convert_official_checkpoint_as_tfew(tmp_path, capsys):
     stderr = run_failing(argv, capsys)
     assert f"{checkpoint} is not a readable safetensors file" in stderr
     assert "--from t-few|peft" in stderr
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "zero"])
+def test_seed_outside_numpy_range(rte_data, tiny_model_dir, tmp_path, capsys, seed):
+    argv = ["train", "--model", str(tiny_model_dir), "--train", str(rte_data / "few_shot_seed0.jsonl"), "--task", "rte",
+            "--seed", seed, "--out", str(tmp_path / "train")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err
+    assert f"argument --seed: invalid seed {seed}" in stderr or f"invalid seed '{seed}'" in stderr
+    assert not (tmp_path / "train").exists()

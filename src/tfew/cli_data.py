@@ -24,12 +24,12 @@ def add_commands(commands) -> None:
 
 
 def _add_prepare(data_commands) -> None:
-    from tfew.data import FEW_SHOT_SOURCES
+    from tfew.data import FEW_SHOT_SOURCES, seed_value
     from tfew.prompts import TEMPLATE_SELECTIONS
 
     prepare = data_commands.add_parser("prepare", help="render one task's evaluation and few-shot splits")
     prepare.add_argument("--task", required=True, help="task name from `tfew data list`")
-    prepare.add_argument("--seeds", type=int, nargs="+", required=True, help="few-shot seeds")
+    prepare.add_argument("--seeds", type=seed_value, nargs="+", required=True, help="few-shot seeds")
     source = prepare.add_mutually_exclusive_group(required=True)
     source.add_argument("--mirror", type=Path, help="offline mirror directory")
     source.add_argument("--hub", action="store_true", help="load from the Hugging Face hub")

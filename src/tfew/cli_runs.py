@@ -48,6 +48,7 @@ def _require_positive(args, *names: str) -> None:
 
 
 def _add_train_command(commands) -> None:
+    from tfew.data import seed_value
     from tfew.scoring import LOSS_VARIANTS
     from tfew.train import DEVICES, TrainConfig
 
@@ -56,7 +57,7 @@ def _add_train_command(commands) -> None:
     train.add_argument("--model", type=Path, required=True, help="backbone folder")
     train.add_argument("--train", type=Path, required=True, help="rendered few-shot JSONL (one row per template)")
     train.add_argument("--task", required=True, help="task name; another label (e.g. mixture) for a multitask file")
-    train.add_argument("--seed", type=int, required=True, help="training seed (the few-shot seed in the paper)")
+    train.add_argument("--seed", type=seed_value, required=True, help="training seed (the few-shot seed in the paper)")
     train.add_argument("--loss", default=defaults.loss, choices=sorted(LOSS_VARIANTS), help="loss terms to train with")
     train.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps")
     train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="examples per optimizer step")
@@ -145,6 +146,7 @@ def _check_zero_shot_columns(args) -> None:
 
 
 def _add_icl_command(commands) -> None:
+    from tfew.data import seed_value
     from tfew.icl import ICL_MODES
 
     icl = commands.add_parser("icl", help="in-context learning baselines (concatenated or ensemble demonstrations)")
@@ -152,7 +154,7 @@ def _add_icl_command(commands) -> None:
     icl.add_argument("--data", type=Path, required=True, help="rendered evaluation JSONL")
     icl.add_argument("--train", type=Path, required=True, help="rendered few-shot JSONL of the same seed")
     icl.add_argument("--task", required=True, help="task name from `tfew data list`")
-    icl.add_argument("--seed", type=int, required=True, help="few-shot seed; also seeds the demonstration order")
+    icl.add_argument("--seed", type=seed_value, required=True, help="few-shot seed; also seeds the demonstration order")
     icl.add_argument("--mode", required=True, choices=ICL_MODES,
                      help="concat: demonstrations that fit in one prompt; ensemble: one per pass, scores averaged")
     icl.add_argument("--orders", type=int, default=0, help="extra runs with permuted demonstration orders")

@@ -58,11 +58,13 @@ def _run_fetch(args) -> None:
 
 
 def _add_data_mixture(data_commands) -> None:
+    from tfew.data import seed_value
+
     mixture = data_commands.add_parser(
         "mixture", help="few-shot rows of several tasks in one training file, for (IA)^3 pre-training"
     )
     mixture.add_argument("--tasks", nargs="+", required=True, help="task names from `tfew data list`")
-    mixture.add_argument("--seed", type=int, required=True, help="few-shot seed of the rows to use")
+    mixture.add_argument("--seed", type=seed_value, required=True, help="few-shot seed of the rows to use")
     source = mixture.add_mutually_exclusive_group(required=True)
     source.add_argument("--mirror", type=Path, help="offline mirror directory")
     source.add_argument("--hub", action="store_true", help="fetch the official few-shot files")

@@ -68,6 +68,23 @@ class Rows(list):
         return list.__getitem__(self, key)
 
 
+# NumPy's RandomState, which draws the few-shot splits, takes seeds from 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def seed_value(text: str) -> int:
+    """Parse a seed given on the command line; argparse reports a value outside 0..2**32 - 1 as invalid."""
+    import argparse
+
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"invalid seed {seed}: seeds run from 0 to {MAX_SEED} (2**32 - 1)")
+    return seed
+
+
 def read_jsonl(path: Path, required_fields: tuple[str, ...] = ()) -> Rows:
     """Read a JSONL file, rejecting malformed lines and rows that lack a required field."""
     path = Path(path)
