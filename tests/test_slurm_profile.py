@@ -377,6 +377,20 @@ def test_failed_jobs_array_task_logs(tmp_path, monkeypatch):
     assert jobs[empty].wildcards == "unknown"
 
 
+def test_failed_jobs_skips_vanished_logs(tmp_path, monkeypatch):
+    """A log deleted while the script runs (its job succeeded) and a folder named like a log are left out."""
+    failed_jobs = load_script("failed_jobs")
+    hide_sacct(tmp_path, monkeypatch)
+    kept = write_log(tmp_path, "rule_train_ia3/rte_0/101.log", SLURM_LOG_HEADER)
+    (tmp_path / "rule_train_ia3" / "rte_0" / "102.log").symlink_to(tmp_path / "deleted.log")
+    (tmp_path / "rule_train_ia3" / "rte_0" / "103.log").mkdir()
+
+    assert [job.log for job in failed_jobs.kept_jobs(tmp_path)] == [kept]
+
+    kept.unlink()
+    assert failed_jobs.rule_and_wildcards_from_header(kept) is None
+
+
 SACCT_OUTPUT = "\n".join([
     "17|FAILED|1:0",
     "18|RUNNING|0:0",

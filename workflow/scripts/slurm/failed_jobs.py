@@ -26,6 +26,7 @@ import argparse
 import logging
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -116,11 +117,15 @@ def rule_and_wildcards_from_header(path: Path) -> tuple[str, str] | None:
     """Return the rule and named wildcards of the `--target-jobs` argument in the log's header, if it has one."""
     # NOTE: for an array task the header may name the first job of its array chunk, because the plugin 2.8.0 builds
     # the sbatch command from that job. Untested on a cluster, since this profile does not submit array jobs.
-    with path.open(errors="replace") as lines:
-        for _, line in zip(range(HEADER_LINES), lines):
-            match = TARGET_JOBS.search(line)
-            if match:
-                return match.group(1), match.group(2).replace(",", ", ")
+    try:
+        with path.open(errors="replace") as lines:
+            for _, line in zip(range(HEADER_LINES), lines):
+                match = TARGET_JOBS.search(line)
+                if match:
+                    return match.group(1), match.group(2).replace(",", ", ")
+    except FileNotFoundError:
+        # Deleted by the plugin since it was listed, because its job succeeded: the folders still name the rule.
+        return None
     return None
 
 
@@ -131,11 +136,23 @@ def parse_log(path: Path, log_dir: Path) -> SlurmJob:
 
 
 def find_logs(log_dir: Path, since: datetime | None) -> list[Path]:
-    """Return the kept SLURM logs under log_dir, oldest first, optionally only those written since a time."""
-    logs = [path for path in log_dir.rglob("*.log") if is_slurm_log(path)]
+    """Return the kept SLURM logs under log_dir, oldest first, optionally only those written since a time.
+
+    The plugin deletes a log when its job succeeds, which can happen while this runs; such a log is left out.
+    """
+    written = {}
+    for path in log_dir.rglob("*.log"):
+        if not is_slurm_log(path):
+            continue
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(status.st_mode):
+            written[path] = datetime.fromtimestamp(status.st_mtime)
     if since is not None:
-        logs = [path for path in logs if datetime.fromtimestamp(path.stat().st_mtime) >= since]
-    return sorted(logs, key=lambda path: path.stat().st_mtime)
+        written = {path: time for path, time in written.items() if time >= since}
+    return sorted(written, key=written.get)
 
 
 def sacct_job_filter(slurm_job_ids: list[str]) -> str:
