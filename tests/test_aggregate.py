@@ -234,3 +234,19 @@ def test_render_counts_missing_template(copa_render_stats, tmp_path):
     assert "copa/not a copa template" in str(error.value)
     assert str(copa_render_stats) in str(error.value)
     assert not (tmp_path / "aggregate" / "per_template.csv").exists()
+
+
+def test_render_counts_of_one_task_twice(copa_render_stats, tmp_path):
+    rows = cell_rows("t-few", "copa", 0, "best_option", [1, 1], "lm", "scratch")
+    paths = [write_predictions(tmp_path, rows, "copa")]
+    both_formats = [copa_render_stats, copa_render_stats.with_name("render_counts.csv")]
+    tables = aggregate(paths, tmp_path / "aggregate", render_counts=both_formats)
+    assert tables["per_template"]["eval_rows"].tolist() == [100]
+
+    other = tmp_path / "other" / "render_stats.json"
+    other.parent.mkdir()
+    other.write_text(copa_render_stats.read_text().replace('"rendered": 100', '"rendered": 99', 1))
+    with pytest.raises(TfewError) as error:
+        aggregate(paths, tmp_path / "aggregate2", render_counts=[copa_render_stats, other])
+    assert "different render counts for copa/" in str(error.value)
+    assert str(other) in str(error.value)

@@ -186,7 +186,17 @@ def read_eval_render_counts(paths: list[Path]) -> pd.DataFrame:
     if not records:
         return pd.DataFrame(columns=columns)
     counts = pd.DataFrame.from_records(records).rename(columns={"rendered": "eval_rows", "skipped": "eval_skipped"})
-    return counts[columns]
+    counts = counts[columns].drop_duplicates()
+
+    # render_stats.json and render_counts.csv of one task hold the same counts; two different preparations do not.
+    conflicting = counts[counts.duplicated(["task", "template"], keep=False)]
+    if not conflicting.empty:
+        pairs = ", ".join(sorted({f"{row.task}/{row.template}" for row in conflicting.itertuples()}))
+        raise TfewError(
+            f"different render counts for {pairs} in {', '.join(str(path) for path in paths)}; pass one "
+            "render_stats.json per task, from the preparation the predictions were made on"
+        )
+    return counts
 
 
 def attach_render_counts(table: pd.DataFrame, counts: pd.DataFrame, sources: list[Path]) -> pd.DataFrame:
