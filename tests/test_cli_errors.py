@@ -131,3 +131,13 @@ def test_seed_outside_numpy_range(rte_data, tiny_model_dir, tmp_path, capsys, se
     stderr = capsys.readouterr().err
     assert f"argument --seed: invalid seed {seed}" in stderr or f"invalid seed '{seed}'" in stderr
     assert not (tmp_path / "train").exists()
+
+
+def test_prepare_unpublished_seed_writes_nothing(mirror, tmp_path, capsys):
+    out = tmp_path / "rte"
+    argv = ["data", "prepare", "--task", "rte", "--seeds", "0", "7", "--mirror", str(mirror), "--max-eval-examples",
+            "2", "--out", str(out)]
+    stderr = run_failing(argv, capsys)
+    assert "7" in stderr
+    assert not (out / "eval.jsonl").exists()
+    assert not (out / "few_shot_seed0.jsonl").exists()

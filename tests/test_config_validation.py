@@ -63,6 +63,10 @@ REJECTED = {
     "float written without a dot": (
         {"train": {"lr": "3e-3"}}, ["invalid config key 'train.lr'", "YAML reads 3e-3 as text", "0.003"]
     ),
+    "integer written as text": (
+        {"seeds": [0, "42"]}, ["invalid config key 'seeds[1]'", "'42' is not of type 'integer'"]
+    ),
+    "run name of dots only": ({"run_name": ".."}, ["invalid config key 'run_name'"]),
     "unknown task name": ({"tasks": ["rte", "boolq"]}, ["invalid config key 'tasks[1]'", "'boolq' is not one of"]),
     "unknown loss variant": (
         {"train": {"loss_variants": ["lm", "lm+xx"]}}, ["invalid config key 'train.loss_variants[1]'", "'lm+xx'"]

@@ -53,20 +53,21 @@ def prepare_task(task_name: str, seeds: list[int], out_dir: Path, mirror: Path |
     """
     task = get_task(task_name)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     shots = num_shots or task.num_shots
     sources: dict[str, dict] = {}
     stats: dict[str, dict] = {}
     counts: list[dict] = []
 
+    # Every split is loaded before any file is written, so that a missing split or seed leaves no eval.jsonl
+    # behind that a later step could take for a prepared task.
     eval_rows = load_split(task, task.eval_split, mirror, hub_revision)
     sources["eval"] = _source_record(task, task.eval_split, eval_rows, mirror)
     if max_eval_examples is not None:
         eval_rows = eval_rows[:max_eval_examples]
-    _render_split(task, "eval", eval_rows, out_dir / "eval.jsonl", templates, stats, counts)
+    few_shot_rows = {seed: load_few_shot(task, seed, mirror, shots, few_shot_source, hub_revision) for seed in seeds}
 
-    for seed in seeds:
-        rows = load_few_shot(task, seed, mirror, shots, few_shot_source, hub_revision)
+    _render_split(task, "eval", eval_rows, out_dir / "eval.jsonl", templates, stats, counts)
+    for seed, rows in few_shot_rows.items():
         split = f"few_shot_seed{seed}"
         sources[split] = _few_shot_record(task, seed, shots, rows, mirror, few_shot_source)
         _render_split(task, split, rows, out_dir / f"{split}.jsonl", templates, stats, counts)

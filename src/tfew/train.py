@@ -260,8 +260,9 @@ class Trainer:
         try:
             payload = torch.load(self.checkpoint, weights_only=True, map_location=self.device)
         except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
-            raise TfewError(f"checkpoint {self.checkpoint} cannot be read ({error}); delete it to restart this "
-                            "run from step 0") from None
+            # torch's own message may suggest weights_only=False, which would run code from the file, so it is left out.
+            raise TfewError(f"checkpoint {self.checkpoint} cannot be read ({type(error).__name__}: the file is "
+                            "truncated or not a tfew checkpoint); delete it to restart this run from step 0") from None
         check_resumable(self.checkpoint, payload["identity"], self.resume_key)
         self.ia3.load_vectors(payload["vectors"])
         self.optimizer.load_state_dict(payload["optimizer"])

@@ -39,7 +39,8 @@ def describe_validation_error(error):
 
 def validation_hint(cause):
     """Return a hint for two common mistakes that the schema's own message does not explain, else ''."""
-    if cause.validator == "type" and isinstance(cause.instance, str) and looks_like_number(cause.instance):
+    expects_number = cause.validator == "type" and cause.validator_value == "number"
+    if expects_number and isinstance(cause.instance, str) and looks_like_number(cause.instance):
         # YAML 1.1 reads a float without a dot, such as 3e-3, as a string.
         return f"; YAML reads {cause.instance} as text, so write it with a dot (for example 0.003 or 3.0e-3)"
     if cause.validator == "required" and not list(cause.absolute_path):
