@@ -286,6 +286,14 @@ def run_concat(tiny_model_dir, rte_data, out, orders=1):
                    max_examples=EXAMPLES)
 
 
+def kill_after_chunks(tiny_model_dir, rte_data, out, monkeypatch, chunks: int, orders: int = 1) -> list[int]:
+    """Run concatenated ICL until it is killed after `chunks` chunks; return the call counter of the rerun's scorer."""
+    counting_scorer(monkeypatch, fail_after=chunks)
+    with pytest.raises(KilledAfter):
+        run_concat(tiny_model_dir, rte_data, out, orders=orders)
+    return counting_scorer(monkeypatch)
+
+
 def test_killed_icl_resumes_from_chunks(tiny_model_dir, rte_data, tmp_path, monkeypatch, small_chunks):
     from tfew.partial_results import partial_path
 
@@ -293,13 +301,10 @@ def test_killed_icl_resumes_from_chunks(tiny_model_dir, rte_data, tmp_path, monk
     chunks_per_order = -(-len(reference[reference["order"] == 0]) // 4)
 
     out = tmp_path / "resumed.csv"
-    counting_scorer(monkeypatch, fail_after=3)
-    with pytest.raises(KilledAfter):
-        run_concat(tiny_model_dir, rte_data, out)
+    calls = kill_after_chunks(tiny_model_dir, rte_data, out, monkeypatch, chunks=3)
     assert not out.exists()
     assert len(partial_path(out).read_text().splitlines()) == 1 + 3
 
-    calls = counting_scorer(monkeypatch)
     resumed = run_concat(tiny_model_dir, rte_data, out)
     assert len(calls) == 2 * chunks_per_order - 3
     assert not partial_path(out).exists()
@@ -311,13 +316,10 @@ def test_cut_chunk_scored_again(tiny_model_dir, rte_data, tmp_path, monkeypatch,
     from tfew.partial_results import partial_path
 
     out = tmp_path / "cut.csv"
-    counting_scorer(monkeypatch, fail_after=2)
-    with pytest.raises(KilledAfter):
-        run_concat(tiny_model_dir, rte_data, out, orders=0)
+    calls = kill_after_chunks(tiny_model_dir, rte_data, out, monkeypatch, chunks=2, orders=0)
     path = partial_path(out)
     path.write_text(path.read_text()[:-40])  # the second chunk's line, cut as by a kill during its write
 
-    calls = counting_scorer(monkeypatch)
     resumed = run_concat(tiny_model_dir, rte_data, out, orders=0)
     assert "incomplete chunk from a killed run" in caplog.text
     assert len(calls) == -(-len(resumed) // 4) - 1
@@ -327,10 +329,7 @@ def test_partial_results_of_other_settings_rejected(tiny_model_dir, rte_data, tm
     from tfew.partial_results import partial_path
 
     out = tmp_path / "other.csv"
-    counting_scorer(monkeypatch, fail_after=1)
-    with pytest.raises(KilledAfter):
-        run_concat(tiny_model_dir, rte_data, out)
-    counting_scorer(monkeypatch)
+    kill_after_chunks(tiny_model_dir, rte_data, out, monkeypatch, chunks=1)
     config = IclConfig(mode="concat", seed=0, orders=1, max_context=256)
     with pytest.raises(TfewError, match=r"other settings \(max_context: 512 -> 256\); delete it"):
         run_icl(tiny_model_dir, rte_data / "eval.jsonl", rte_data / "few_shot_seed0.jsonl", out, "rte", config,
@@ -342,9 +341,7 @@ def test_failure_before_first_chunk_leaves_no_file(tiny_model_dir, rte_data, tmp
     from tfew.partial_results import partial_path
 
     out = tmp_path / "early.csv"
-    counting_scorer(monkeypatch, fail_after=0)
-    with pytest.raises(KilledAfter):
-        run_concat(tiny_model_dir, rte_data, out)
+    kill_after_chunks(tiny_model_dir, rte_data, out, monkeypatch, chunks=0)
     assert not partial_path(out).exists()
 
 
@@ -364,10 +361,7 @@ def test_partial_results_of_other_model_rejected(tiny_model_dir, rte_data, tmp_p
     import shutil
 
     out = tmp_path / "model.csv"
-    counting_scorer(monkeypatch, fail_after=1)
-    with pytest.raises(KilledAfter):
-        run_concat(tiny_model_dir, rte_data, out)
-    counting_scorer(monkeypatch)
+    kill_after_chunks(tiny_model_dir, rte_data, out, monkeypatch, chunks=1)
     other_model = tmp_path / "other-model"
     shutil.copytree(tiny_model_dir, other_model)
     # Same name and bytes, another file: a re-downloaded or rebuilt model is not trusted with old results.

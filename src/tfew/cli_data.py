@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfew.errors import TfewError
+from tfew.errors import TfewError, require_positive
 
 
 def add_commands(commands) -> None:
@@ -51,9 +51,7 @@ def _add_prepare(data_commands) -> None:
 def _run_prepare(args) -> None:
     from tfew.prepare import prepare_task
 
-    for option, value in (("--max-eval-examples", args.max_eval_examples), ("--shots", args.shots)):
-        if value is not None and value < 1:
-            raise TfewError(f"{option} must be a positive integer, got {value}")
+    require_positive(args, "max_eval_examples", "shots")
     repeated = sorted({seed for seed in args.seeds if args.seeds.count(seed) > 1})
     if repeated:
         raise TfewError(f"--seeds lists {repeated} more than once; give each few-shot seed once")

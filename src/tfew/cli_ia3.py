@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tfew.errors import require_positive
+
 BASE_CONFIG_HELP = "target architecture: t0-3b, t0-11b, a config.json or model folder, or a hub model id"
 
 
@@ -90,20 +92,10 @@ def _add_bench_commands(commands) -> None:
     mixed.set_defaults(handler=_run_bench_mixed)
 
 
-def _positive(args, *names: str) -> None:
-    from tfew.errors import TfewError
-
-    for name in names:
-        values = getattr(args, name)
-        for value in values if isinstance(values, list) else [values]:
-            if value < 1:
-                raise TfewError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-
 def _run_bench_scoring(args) -> None:
     from tfew.bench import BatchShape, format_scoring_report, scoring_flops
 
-    _positive(args, "examples", "input_tokens", "choices", "choice_tokens")
+    require_positive(args, "examples", "input_tokens", "choices", "choice_tokens")
     shape = BatchShape(args.examples, args.input_tokens, tuple(args.choices), args.choice_tokens)
     flops = scoring_flops(args.base_config, shape)
     print("\n".join(format_scoring_report(args.base_config, shape, flops)))
@@ -115,7 +107,7 @@ def _run_bench_mixed(args) -> None:
     from tfew.bench import BatchShape, format_throughput_report, mixed_batch_throughput
     from tfew.errors import TfewError
 
-    _positive(args, "examples", "tasks", "input_tokens", "choices", "choice_tokens", "repeats", "threads")
+    require_positive(args, "examples", "tasks", "input_tokens", "choices", "choice_tokens", "repeats", "threads")
     if args.examples % args.tasks:
         raise TfewError(f"--examples {args.examples} must be a multiple of --tasks {args.tasks}")
     torch.set_num_threads(args.threads)

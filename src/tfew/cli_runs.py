@@ -16,7 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from tfew.errors import TfewError
+from tfew.errors import TfewError, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,6 @@ def _set_threads(threads: int) -> None:
         raise TfewError(f"--threads must be 0 (torch's default) or a positive number of threads, got {threads}")
     if threads:
         torch.set_num_threads(threads)
-
-
-def _require_positive(args, *names: str) -> None:
-    """Raise for an option that must be a positive integer when given; None means the option was left out."""
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise TfewError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
 def _add_train_command(commands) -> None:
@@ -124,7 +116,7 @@ def _add_evaluate_command(commands) -> None:
 def _run_evaluate(args) -> None:
     from tfew.evaluate import ZERO_SHOT_METHOD, evaluate
 
-    _require_positive(args, "batch_size", "max_examples", "max_input_length")
+    require_positive(args, "batch_size", "max_examples", "max_input_length")
     if args.method == ZERO_SHOT_METHOD:
         _check_zero_shot_columns(args)
     _set_threads(args.threads)
@@ -167,7 +159,7 @@ def _add_icl_command(commands) -> None:
 def _run_icl(args) -> None:
     from tfew.icl import IclConfig, run_icl
 
-    _require_positive(args, "max_examples")
+    require_positive(args, "max_examples")
     _set_threads(args.threads)
     config = IclConfig(
         mode=args.mode, seed=args.seed, orders=args.orders, max_context=args.max_context,
