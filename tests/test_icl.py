@@ -337,7 +337,7 @@ def test_partial_results_of_other_settings_rejected(tiny_model_dir, rte_data, tm
     assert partial_path(out).exists()
 
 
-def test_failure_before_first_chunk_leaves_no_file(tiny_model_dir, rte_data, tmp_path, monkeypatch, small_chunks):
+def test_early_failure_leaves_no_file(tiny_model_dir, rte_data, tmp_path, monkeypatch, small_chunks):
     from tfew.partial_results import partial_path
 
     out = tmp_path / "early.csv"
